@@ -1,0 +1,1 @@
+"""Archival information packages: layout, METS, PREMIS, descriptive metadata, signature."""

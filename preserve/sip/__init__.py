@@ -1,0 +1,1 @@
+"""Submission packages: open, check and read scan batches (folder, zip, BagIt bag)."""
