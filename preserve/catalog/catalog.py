@@ -1,0 +1,288 @@
+"""The catalog: an index of AIPs, their files, replicas and the hash-chained event log.
+
+    cat = Catalog.open("sqlite:////srv/preserve/catalog.sqlite")   # or postgresql+psycopg://…
+    cat.register_aip(aip, "aips/ab/cd/<uuid>/v1", "primary", tagmanifest_sha256, verified_at)
+    cat.get_aip(aip.id); cat.events(aip.id); cat.verify_chain()
+
+Every write is one transaction. Every transaction that appends events locks the chain head first, so on
+PostgreSQL writers that append are serialised (on SQLite every writer is, by BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import delete, func
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import select
+
+from preserve.aip.model import Aip, Event
+from preserve.errors import CatalogError
+
+from . import chain, records
+from .db import is_sqlite, make_engine, read_session, write_session
+from .models import (
+    CATALOG_METADATA,
+    REPLICA_OK,
+    REPLICA_STATUSES,
+    AgentRecord,
+    AipFileRecord,
+    AipRecord,
+    Document,
+    Dossier,
+    EventRecord,
+    Fonds,
+    Replica,
+)
+
+_IN_BATCH = 500  # values per IN (…) query; SQLite allows far more, but keep statements small
+
+
+@contextmanager
+def _db_errors(what: str) -> Iterator[None]:
+    """Database failures become CatalogError (the transaction has already been rolled back)."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise CatalogError(f"{what}: the catalog refused the change ({exc.orig})",
+                           hint="nothing was written; the record may already be in the catalog") from exc
+    except OperationalError as exc:
+        raise CatalogError(f"{what}: the catalog database cannot be used ({exc.orig})",
+                           hint="check the catalog URL, that the database is reachable and not locked") from exc
+
+
+class Catalog:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+
+    @classmethod
+    def open(cls, url: str) -> Catalog:
+        """Open the catalog at `url`, creating its tables if they are missing."""
+        catalog = cls(url)
+        catalog.create_all()
+        return catalog
+
+    def create_all(self) -> None:
+        """Create the tables and the chain head if missing (idempotent)."""
+        with _db_errors("create the catalog tables"):
+            CATALOG_METADATA.create_all(self.engine)
+            with write_session(self.engine) as s:
+                chain.ensure_head(s)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if is_sqlite(self.engine) else self.engine.dialect.name
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    def register_aip(self, aip: Aip, path: str, tier: str, tagmanifest_sha256: str, verified_at: str) -> None:
+        """Index a stored AIP in one transaction: fonds (upsert), dossier, documents, the AIP, its files,
+        agents (upsert), the replica on `tier` (status ok, verified at `verified_at`) and the AIP's events
+        appended to the chain. Either all rows appear or none (CatalogError).
+
+        A dossier already in the catalog is replaced only by a higher version of its AIP; its documents are
+        then replaced too, and the older version's AIP, file and replica rows stay."""
+        file_code = chain.nfc(aip.file_code)
+        with _db_errors(f"register AIP {aip.id} (dossier {file_code})"), write_session(self.engine) as s:
+            head = chain.lock_head(s)
+            current = s.get(Dossier, file_code)
+            if current is not None:
+                held = s.get(AipRecord, current.aip_id)
+                held_version = held.version if held else 0
+                if int(aip.version) <= held_version:
+                    raise CatalogError(
+                        f"dossier {file_code} is already in AIP {current.aip_id} version {held_version}",
+                        hint="a correction must be registered as a higher version")
+            self._upsert_fonds(s, aip)
+            self._upsert_agents(s, aip)
+            s.add(records.aip_row(aip, path, tagmanifest_sha256))
+            s.flush()
+            dossier = records.dossier_row(aip)
+            if current is not None:
+                s.exec(delete(Document).where(Document.file_code == file_code))
+                for key, value in dossier.model_dump().items():
+                    setattr(current, key, value)
+                s.add(current)
+            else:
+                s.add(dossier)
+            s.flush()
+            s.add_all(records.document_rows(aip))
+            s.add_all(records.file_rows(aip))
+            s.add(Replica(aip_id=aip.id, tier=tier, location=path, status=REPLICA_OK, verified_at=verified_at))
+            s.flush()
+            chain.append(s, head, aip.events, aip.id)
+
+    @staticmethod
+    def _upsert_fonds(s: Any, aip: Aip) -> None:
+        code = chain.nfc(str(aip.dossier["fondsCode"]))
+        name = chain.nfc(str(aip.dossier.get("fondsName") or ""))
+        fonds = s.get(Fonds, code)
+        if fonds is None:
+            s.add(Fonds(code=code, name=name))
+        elif name and fonds.name != name:
+            fonds.name = name
+            s.add(fonds)
+        s.flush()
+
+    @staticmethod
+    def _upsert_agents(s: Any, aip: Aip) -> None:
+        for agent in aip.agents:
+            row = s.get(AgentRecord, agent.id)
+            values = {"name": chain.nfc(agent.name), "type": agent.type, "note": chain.nfc(agent.note)}
+            if row is None:
+                s.add(AgentRecord(id=agent.id, **values))
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                s.add(row)
+        s.flush()
+
+    def append_event(self, event: Event, aip_id: str | None) -> None:
+        """Append one event outside an ingest (e.g. a refused batch), in its own transaction."""
+        with _db_errors(f"record event {event.id}"), write_session(self.engine) as s:
+            chain.append(s, chain.lock_head(s), [event], aip_id)
+
+    def set_replica(self, aip_id: str, tier: str, location: str, status: str, verified_at: str | None = None,
+                    events: Iterable[Event] = ()) -> None:
+        """Create or update the replica of an AIP on a tier, and append the events that tell why (replication,
+        fixity check, repair), in one transaction. `verified_at` None keeps the previous value."""
+        if status not in REPLICA_STATUSES:
+            raise CatalogError(f"unknown replica status {status!r}", hint=f"one of {', '.join(REPLICA_STATUSES)}")
+        with _db_errors(f"record the replica of {aip_id} on {tier}"), write_session(self.engine) as s:
+            head = chain.lock_head(s)
+            if s.get(AipRecord, aip_id) is None:
+                raise CatalogError(f"AIP {aip_id} is not in the catalog")
+            row = s.exec(select(Replica).where(Replica.aip_id == aip_id, Replica.tier == tier)).first()
+            if row is None:
+                row = Replica(aip_id=aip_id, tier=tier, location=location, status=status, verified_at=verified_at)
+            else:
+                row.location, row.status = location, status
+                if verified_at is not None:
+                    row.verified_at = verified_at
+            s.add(row)
+            s.flush()
+            chain.append(s, head, events, aip_id)
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def find_dossier_aip(self, file_code: str) -> str | None:
+        """The id of the AIP (latest version) holding this dossier, or None."""
+        with read_session(self.engine) as s:
+            row = s.get(Dossier, chain.nfc(file_code))
+            return row.aip_id if row else None
+
+    def existing_file_codes(self, file_codes: Iterable[str]) -> dict[str, str]:
+        """fileCode -> AIP id for those of `file_codes` already in the catalog (one query per 500 codes)."""
+        codes = sorted({chain.nfc(str(c)) for c in file_codes})
+        found: dict[str, str] = {}
+        with read_session(self.engine) as s:
+            for i in range(0, len(codes), _IN_BATCH):
+                batch = codes[i:i + _IN_BATCH]
+                for code, aip_id in s.exec(select(Dossier.file_code, Dossier.aip_id)
+                                           .where(Dossier.file_code.in_(batch))):  # type: ignore[attr-defined]
+                    found[code] = aip_id
+        return found
+
+    def list_aips(self) -> list[dict[str, Any]]:
+        """Every AIP version: id, fileCode, version, documents, pages, bytes, created; by created."""
+        with read_session(self.engine) as s:
+            rows = s.exec(select(AipRecord).order_by(AipRecord.created, AipRecord.file_code, AipRecord.version))
+            return [records.summary_dict(r) for r in rows]
+
+    def get_aip(self, aip_id: str) -> dict[str, Any] | None:
+        """One AIP version: the list_aips fields, with "documents" the list of documents (their number is in
+        "documentCount"), plus path, status, tagmanifest_sha256, current, dossier, files, replicas, events;
+        None if unknown.
+
+        dossier and documents are given by profile key as in `Aip.dossier` (a document's "file" is its path in
+        the AIP). The catalog keeps them for the latest version of a dossier only: for an older version
+        ("current": False) they describe the latest one; the AIP itself holds its own."""
+        with read_session(self.engine) as s:
+            aip = s.get(AipRecord, aip_id)
+            if aip is None:
+                return None
+            out = records.summary_dict(aip)
+            dossier = s.get(Dossier, aip.file_code)
+            out.update(documentCount=aip.documents, path=aip.path, status=aip.status,
+                       tagmanifest_sha256=aip.tagmanifest_sha256,
+                       current=dossier is not None and dossier.aip_id == aip.id)
+            fonds = s.get(Fonds, dossier.fonds_code) if dossier else None
+            out["dossier"] = records.dossier_dict(dossier, fonds.name if fonds else None) if dossier else None
+            docs = s.exec(select(Document).where(Document.file_code == aip.file_code).order_by(Document.doc_ordinal))
+            out["documents"] = [records.document_dict(d) for d in docs]
+            files = s.exec(select(AipFileRecord).where(AipFileRecord.aip_id == aip_id).order_by(AipFileRecord.id))
+            out["files"] = [records.file_dict(f) for f in files]
+            out["replicas"] = [_replica_dict(r) for r in
+                               s.exec(select(Replica).where(Replica.aip_id == aip_id).order_by(Replica.tier))]
+            events = s.exec(select(EventRecord).where(EventRecord.aip_id == aip_id).order_by(EventRecord.seq))
+            out["events"] = [chain.row_dict(e) for e in events]
+            return out
+
+    def replicas(self, aip_id: str | None = None, tier: str | None = None) -> list[dict[str, Any]]:
+        """Replica rows, optionally of one AIP and/or one tier: {aip, tier, path, status, last_verified}."""
+        with read_session(self.engine) as s:
+            query = select(Replica)
+            if aip_id is not None:
+                query = query.where(Replica.aip_id == aip_id)
+            if tier is not None:
+                query = query.where(Replica.tier == tier)
+            return [{"aip": r.aip_id, **_replica_dict(r)}
+                    for r in s.exec(query.order_by(Replica.aip_id, Replica.tier))]
+
+    def events(self, aip_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events in chain order (all, or those of one AIP); with `limit`, the last `limit` of them."""
+        with read_session(self.engine) as s:
+            query = select(EventRecord)
+            if aip_id is not None:
+                query = query.where(EventRecord.aip_id == aip_id)
+            if limit is not None:
+                rows = list(s.exec(query.order_by(EventRecord.seq.desc()).limit(limit)))  # type: ignore[union-attr]
+                rows.reverse()
+            else:
+                rows = list(s.exec(query.order_by(EventRecord.seq)))
+            return [chain.row_dict(r) for r in rows]
+
+    def chain_head(self) -> dict[str, Any]:
+        """The last event's seq and hash: anchor it elsewhere to make a rewrite of the whole log detectable."""
+        with read_session(self.engine) as s:
+            head = s.get(chain.ChainHead, chain.HEAD_ID)
+            return {"seq": head.seq, "hash": head.hash} if head else {"seq": 0, "hash": chain.ZERO_HASH}
+
+    def verify_chain(self) -> list[str]:
+        """Problems in the event log (edited, removed or reordered events); empty list = intact."""
+        with read_session(self.engine) as s:
+            return chain.verify(s)
+
+    def counts(self) -> dict[str, int]:
+        """fonds, dossiers, documents, pages (current version of each dossier), aips (versions), files and
+        bytes (payload bytes of every version)."""
+        with read_session(self.engine) as s:
+            def scalar(query: Any) -> int:
+                return int(s.exec(query).one() or 0)
+
+            return {
+                "fonds": scalar(select(func.count()).select_from(Fonds)),
+                "dossiers": scalar(select(func.count()).select_from(Dossier)),
+                "documents": scalar(select(func.count()).select_from(Document)),
+                "pages": scalar(select(func.coalesce(func.sum(AipRecord.pages), 0))
+                                .join(Dossier, Dossier.aip_id == AipRecord.id)),
+                "aips": scalar(select(func.count()).select_from(AipRecord)),
+                "files": scalar(select(func.count()).select_from(AipFileRecord)),
+                "bytes": scalar(select(func.coalesce(func.sum(AipRecord.bytes), 0))),
+            }
+
+
+def _replica_dict(row: Replica) -> dict[str, Any]:
+    return {"tier": row.tier, "path": row.location, "status": row.status, "last_verified": row.verified_at}
