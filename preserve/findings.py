@@ -125,3 +125,20 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"valid": self.valid, "findings": [f.to_dict() for f in self.findings]}
+
+
+def codes_markdown() -> str:
+    """docs/codes.md, generated from the registry (a test keeps the two equal)."""
+    lines = ["# Finding codes / Mã phát hiện", "",
+             "Generated from `preserve/data/codes.yaml` by `python -m preserve.findings > docs/codes.md`. "
+             "Codes are stable: never renamed or reused. `E-` errors refuse (the batch, or only the dossier the "
+             "finding names), `W-` warnings are reported and accepted (refused under `--strict`).", "",
+             "| Code | Severity | Tiếng Việt | English |", "| --- | --- | --- | --- |"]
+    for code, c in codes().items():
+        vi, en = (c[k].replace("|", "\\|") for k in ("vi", "en"))
+        lines.append(f"| `{code}` | {_SEVERITY[code[0]]} | {vi} | {en} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(codes_markdown(), end="")

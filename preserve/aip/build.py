@@ -1,0 +1,250 @@
+"""Build one AIP (a BagIt bag) for one validated dossier, in a staging folder.
+
+Each payload byte is read once: scans are hashed (SHA-256 and SHA-512) while they are copied, and compared
+with checksums.sha256 at that moment. Metadata files are hashed from the bytes written. The tag manifest is
+signed (detached CMS, DER) last. Publishing and the catalog are the ingest's job (preserve/ingest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import SOFTWARE_NAME, __version__
+from ..digest import copy_and_hash, hash_bytes, hash_file
+from ..findings import Finding, Report
+from ..sip.validate import DossierPlan, Validation, check_sum
+from .model import (ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PRESERVATION, ROLE_SUBMISSION, Agent, Aip, AipFile,
+                    Event)
+
+ALGORITHMS = ("sha256", "sha512")
+ORIGINAL_DIR = "representations/original/data"
+METS_NAME = "METS.xml"
+PREMIS_PATH = "metadata/preservation/premis.xml"
+PROFILE_XML_PATH = "metadata/descriptive/hoso.xml"
+DC_PATH = "metadata/descriptive/dc.xml"
+SIGNATURE_NAME = "tagmanifest-sha256.txt.p7s"
+BAGIT_TXT = "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+
+def new_aip_id() -> str:
+    return f"uuid-{uuid.uuid4()}"
+
+
+def aip_rel_path(aip_id: str, version: int = 1) -> str:
+    """Fanned-out location on a tier: aips/ab/cd/<uuid>/v1."""
+    u = aip_id.removeprefix("uuid-")
+    return f"aips/{u[:2]}/{u[2:4]}/{u}/v{version}"
+
+
+@dataclass
+class Built:
+    aip: Aip
+    bag_dir: Path            # staging/<uuid>/v1
+    tagmanifest_sha256: str
+    payload_bytes: int
+
+
+class BuildRefused(Exception):
+    """The dossier cannot be packaged (e.g. a scan changed since validation); findings say why."""
+
+    def __init__(self, findings: list[Finding]):
+        super().__init__("; ".join(f.code for f in findings))
+        self.findings = findings
+
+
+def _agents(officer: str, organisation: str) -> list[Agent]:
+    return [
+        Agent("agent-software-preserve", f"{SOFTWARE_NAME} {__version__}", "software", __version__),
+        Agent(f"agent-person-{officer}", officer, "person", "preservation officer / cán bộ lưu trữ"),
+        Agent("agent-organization", organisation, "organization", "custodian / cơ quan lưu trữ"),
+    ]
+
+
+class _Writer:
+    """Writes payload files under data/, hashing each from the bytes written, remembering them for manifests."""
+
+    def __init__(self, bag: Path):
+        self.bag = bag
+        self.files: list[AipFile] = []
+
+    def write(self, rel: str, data: bytes, role: str, mime: str, **kw) -> AipFile:
+        p = self.bag / "data" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        d = hash_bytes(data, ALGORITHMS)
+        af = AipFile(rel, d.size, d["sha256"], d["sha512"], role, mime, **kw)
+        self.files.append(af)
+        return af
+
+    def copy(self, src: Path, rel: str, role: str, mime: str, **kw) -> AipFile:
+        p = self.bag / "data" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        d = copy_and_hash(src, p, ALGORITHMS)
+        af = AipFile(rel, d.size, d["sha256"], d["sha512"], role, mime, **kw)
+        self.files.append(af)
+        return af
+
+
+def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, officer: str, organisation: str,
+              signer, now: str, profile_name: str, aip_id: str | None = None) -> Built:
+    from .descriptive import build_dc, build_profile_xml
+    from .mets import build_mets
+    from .premis import build_premis
+    from .sign import sign_detached
+
+    aip_id = aip_id or new_aip_id()
+    bag = staging / aip_id.removeprefix("uuid-") / "v1"
+    bag.mkdir(parents=True)
+    w = _Writer(bag)
+    agents = _agents(officer, organisation)
+    sw, person, org = (a.id for a in agents)
+
+    # 1. scans: copy + hash in one pass, checked against checksums.sha256 at once
+    problems = Report()
+    for doc in plan.documents:
+        ext = doc.path.suffix.lower()
+        scan = doc.scan
+        af = w.copy(doc.path, f"{ORIGINAL_DIR}/{doc.doc_code}{ext}", ROLE_ORIGINAL,
+                    (scan.mime if scan and scan.mime else "application/octet-stream"),
+                    puid=scan.puid if scan else None, format_name=scan.format_name if scan else None,
+                    format_version=scan.format_version if scan else None, original_name=doc.rel,
+                    doc_code=doc.doc_code, pages=scan.pages if scan else None)
+        if validation.checksums and doc.rel in validation.checksums:
+            check_sum(problems, doc.rel, validation.checksums[doc.rel], af.sha256, plan.file_code)
+    if problems.errors:
+        raise BuildRefused(problems.errors)
+
+    # 2. what was received: the workbook, checksums, a received bag's bag-info, and the validation report
+    root = validation.package.root
+    for wbf in validation.workbook.files:
+        w.copy(wbf, f"submission/{wbf.name}", ROLE_SUBMISSION, _mime(wbf.name), original_name=wbf.name)
+    if validation.checksums is not None:
+        w.copy(root / "checksums.sha256", "submission/checksums.sha256", ROLE_SUBMISSION, "text/plain",
+               original_name="checksums.sha256")
+    if validation.package.bag_root is not None and (validation.package.bag_root / "bag-info.txt").is_file():
+        w.copy(validation.package.bag_root / "bag-info.txt", "submission/bag-info.txt", ROLE_SUBMISSION,
+               "text/plain", original_name="bag-info.txt")
+    findings = [f for f in validation.report.findings if f.dossier in (None, plan.file_code)]
+    report = {"fileCode": plan.file_code, "source": validation.package.source.name, "validated": now,
+              "software": f"{SOFTWARE_NAME} {__version__}", "valid": not any(f.is_error for f in findings),
+              "findings": [f.to_dict() for f in findings]}
+    w.write("submission/validation-report.json", json.dumps(report, ensure_ascii=False, indent=2).encode(),
+            ROLE_SUBMISSION, "application/json")
+
+    # 3. events
+    originals = [f for f in w.files if f.role == ROLE_ORIGINAL]
+    warnings = [f for f in findings if f.severity == "warning"]
+    puids = sorted({f"{f.puid} ({f.format_name})" for f in originals if f.puid})
+    ev = lambda t, outcome, detail, objs: Event(new_aip_id(), t, now, outcome, detail,  # noqa: E731
+                                                 [(sw, "executing program"), (person, "implementer")], objs)
+    aip_objs = [aip_id]
+    events = [
+        ev("validation", "success" if not warnings else "warning",
+           f"Validated against profile {profile_name}: 0 errors, {len(warnings)} warnings"
+           + (" (" + ", ".join(sorted({f.code for f in warnings})) + ")" if warnings else ""), aip_objs),
+        ev("format identification", "success", "Siegfried/PRONOM: " + "; ".join(puids),
+           [f.path for f in originals]),
+        ev("message digest calculation", "success", "SHA-256 and SHA-512 computed while copying"
+           + ("; checksums.sha256 verified" if validation.checksums else ""), [f.path for f in originals]),
+        ev("ingestion", "success", f"Dossier {plan.file_code} ingested from {validation.package.source.name}", aip_objs),
+        ev("creation", "success", f"AIP {aip_id} version 1 created as a signed BagIt bag", aip_objs),
+    ]
+
+    documents = []
+    for doc in plan.documents:
+        rec = dict(doc.record)
+        rec["file"] = f"{ORIGINAL_DIR}/{doc.doc_code}{doc.path.suffix.lower()}"
+        rec["pages"] = doc.scan.pages if doc.scan else None
+        documents.append(rec)
+    aip = Aip(aip_id, 1, now, profile_name, dict(plan.record), documents, w.files, events, agents, organisation,
+              {k: v if isinstance(v, str) else "; ".join(v) for k, v in validation.package.bag_info.items()})
+
+    # 4. descriptive metadata, PREMIS, then METS (which lists them all with their checksums)
+    w.write(PROFILE_XML_PATH, build_profile_xml(aip), ROLE_DESCRIPTIVE, "application/xml")
+    w.write(DC_PATH, build_dc(aip), ROLE_DESCRIPTIVE, "application/xml")
+    w.write(PREMIS_PATH, build_premis(aip), ROLE_PRESERVATION, "application/xml")
+    mets = build_mets(aip)
+    p = bag / "data" / METS_NAME
+    p.write_bytes(mets)
+    mets_d = hash_bytes(mets, ALGORITHMS)
+
+    # 5. the bag: manifests, bag-info with Payload-Oxum, tag manifests, signature
+    entries = [(f"data/{f.path}", f.sha256, f.sha512, f.size) for f in w.files] + \
+              [(f"data/{METS_NAME}", mets_d["sha256"], mets_d["sha512"], mets_d.size)]
+    entries.sort()
+    payload_bytes = sum(e[3] for e in entries)
+    tags: dict[str, bytes] = {"bagit.txt": BAGIT_TXT.encode()}
+    for i, alg in enumerate(ALGORITHMS, start=1):
+        tags[f"manifest-{alg}.txt"] = "".join(f"{e[i]}  {_enc(e[0])}\n" for e in entries).encode()
+    info = {
+        "Source-Organization": organisation,
+        "Bagging-Date": now[:10],
+        "Bag-Software-Agent": f"{SOFTWARE_NAME} {__version__}",
+        "External-Identifier": plan.file_code,
+        "Internal-Sender-Identifier": aip_id,
+        "External-Description": str(plan.record.get("title") or "").replace("\n", " "),
+        "Payload-Oxum": f"{payload_bytes}.{len(entries)}",
+        "Bag-Size": _human(payload_bytes),
+        "Bag-Group-Identifier": str(plan.record.get("fondsCode") or ""),
+    }
+    tags["bag-info.txt"] = "".join(f"{k}: {v}\n" for k, v in info.items()).encode()
+    for name, data in tags.items():
+        _write_new(bag / name, data)
+    for alg in ALGORITHMS:
+        lines = "".join(f"{hash_bytes(tags[n], (alg,))[alg]}  {n}\n" for n in sorted(tags))
+        _write_new(bag / f"tagmanifest-{alg}.txt", lines.encode())
+        if alg == "sha256":
+            tm256 = lines.encode()
+    key, cert = signer
+    _write_new(bag / SIGNATURE_NAME, sign_detached(tm256, key, cert))
+    return Built(aip, bag, hash_bytes(tm256, ("sha256",))["sha256"], payload_bytes)
+
+
+def verify_staged(built: Built) -> list[str]:
+    """Read the staged bag back: every payload file's SHA-256 against the manifest. Returns problems."""
+    problems = []
+    manifest = (built.bag_dir / "manifest-sha256.txt").read_text(encoding="utf-8")
+    for line in manifest.splitlines():
+        digest, rel = line.split("  ", 1)
+        p = built.bag_dir / rel
+        if not p.is_file():
+            problems.append(f"{rel}: missing")
+        elif hash_file(p, ("sha256",))["sha256"] != digest:
+            problems.append(f"{rel}: SHA-256 differs after writing")
+    return problems
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _enc(path: str) -> str:
+    """RFC 8493 §2.1.3: percent-encode CR, LF and % in manifest paths."""
+    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _mime(name: str) -> str:
+    n = name.lower()
+    if n.endswith(".xlsx"):
+        return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    if n.endswith(".csv"):
+        return "text/csv"
+    return "application/octet-stream"
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

@@ -1,0 +1,102 @@
+"""Shared CLI pieces: the --repo and --json options, output, progress bars and exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import PreserveError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+RepoOpt = typer.Option(None, "--repo", help="Repository folder (default: $PRESERVE_HOME, else ./preserve-data).",
+                       envvar="PRESERVE_HOME", show_envvar=False)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def fail(e: PreserveError) -> None:
+    err.print(f"[bold red]Lỗi / Error:[/] {e}")
+    raise typer.Exit(e.exit_code)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn PreserveErrors into a message with what to do next, and exit code 2."""
+    try:
+        yield
+    except PreserveError as e:
+        fail(e)
+    except KeyboardInterrupt:
+        err.print("[red]Interrupted / Đã dừng.[/] Nothing half-written is visible; run the command again.")
+        raise typer.Exit(EXIT_ERROR)
+    except OSError as e:
+        err.print(f"[bold red]Lỗi hệ thống / System error:[/] {e}\n  → Check the path, free space and permissions.")
+        raise typer.Exit(EXIT_ERROR)
+
+
+class RichProgress:
+    """preserve.progress.Progress on stderr, so --json output on stdout stays clean."""
+
+    def __init__(self, enabled: bool = True):
+        self._p: Progress | None = None
+        self._task = None
+        self.enabled = enabled and err.is_terminal
+
+    def start(self, label: str, total: int | None) -> None:
+        if not self.enabled:
+            return
+        self.done()
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TimeRemainingColumn(), console=err, transient=False)
+        self._p.start()
+        self._task = self._p.add_task(label, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._p is not None:
+            self._p.advance(self._task, n)
+
+    def done(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+            self._p = None
+
+
+def repo_path(repo: Optional[Path]) -> Path:
+    from ..config import default_repo_path
+
+    return Path(repo) if repo else default_repo_path()
+
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def print_findings(findings: list[dict], limit: int | None = None) -> None:
+    from rich.table import Table
+
+    if not findings:
+        return
+    t = Table(show_header=True, header_style="bold", expand=False)
+    t.add_column("Mức / Severity")
+    t.add_column("Mã / Code")
+    t.add_column("Vị trí / Where", overflow="fold")
+    t.add_column("Nội dung / Message", overflow="fold")
+    for f in findings[:limit]:
+        t.add_row(f"[{SEVERITY_STYLE.get(f['severity'], '')}]{f['severity']}[/]", f["code"], f["where"],
+                  f"{f['message_vi']}\n[dim]{f['message_en']}[/]")
+    out.print(t)
+    if limit is not None and len(findings) > limit:
+        out.print(f"… {len(findings) - limit} more; use --json for all.")

@@ -1,0 +1,66 @@
+"""`preserve demo`: init a repository, make a sample batch, ingest it, list AIPs and events."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .common import RichProgress, emit_json, out, print_findings
+
+
+def run_demo(repo_dir: Path, as_json: bool) -> int:
+    from ..repository import Repository
+    from ..sip.sample import make_sample, zip_sample
+
+    repo_dir = Path(repo_dir).resolve()
+    if repo_dir.exists():
+        shutil.rmtree(repo_dir)  # the demo starts fresh every time
+    say = (lambda *a: None) if as_json else out.print
+    say(f"[bold]1. Khởi tạo kho / init[/] {repo_dir}")
+    repo = Repository.init(repo_dir, "Lưu trữ lịch sử Tỉnh ủy Hải Dương (demo)")
+    try:
+        batches = repo_dir / "batches"
+        say("[bold]2. Tạo lô quét mẫu / sample batches[/] (3 hồ sơ, one with a defect)")
+        good = make_sample(batches / "lo-01", dossiers=3, docs=3, seed=7)
+        zip_sample(good.root, batches / "lo-01.zip")
+        bad = make_sample(batches / "lo-02", dossiers=2, docs=2, seed=8, defects=["page-count"])
+        say("[bold]3. Kiểm tra / validate[/] lo-01.zip")
+        v = repo.validate(batches / "lo-01.zip", progress=RichProgress(not as_json))
+        v.package.close()
+        say(f"   valid: {not v.refused()}  findings: {len(v.report.findings)}")
+        say("[bold]4. Nộp lưu / ingest[/] lo-01.zip and lo-02 (lo-02 has one dossier with a page-count error)")
+        r1 = repo.ingest(batches / "lo-01.zip", progress=RichProgress(not as_json))
+        r2 = repo.ingest(bad.root, progress=RichProgress(not as_json))
+        for res in (r1, r2):
+            for a in res.aips:
+                say(f"   [green]✓[/] {a['fileCode']} → {a['id']}")
+            for x in res.refused:
+                say(f"   [red]✗[/] {x['fileCode']} refused: {', '.join(sorted({f['code'] for f in x['findings']}))}")
+        if not as_json:
+            print_findings([f.to_dict() for f in r2.findings if f.is_error])
+        aips = repo.list_aips()
+        say(f"[bold]5. AIP trong kho / AIPs stored:[/] {len(aips)}")
+        for a in aips:
+            say(f"   {a['id']}  {a['fileCode']}  v{a['version']}  {a['documents']} docs  {a['pages']} pages  {a['bytes']:,} bytes")
+        evs = repo.events()
+        say(f"[bold]6. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events --verify`)")
+        for e in evs[-8:]:
+            say(f"   {e['datetime']}  {e['type']:<28} {e['outcome']}")
+        first = aips[0]["id"] if aips else None
+        where = {
+            "repository": str(repo_dir), "settings": str(repo_dir / "preserve.toml"),
+            "catalog": repo.settings.catalog_url, "primary_tier": str(repo_dir / "tiers" / "primary"),
+            "quarantine": str(repo_dir / "quarantine"), "keys": str(repo_dir / "keys"),
+            "batches": str(batches), "aips": len(aips), "refused": [x["fileCode"] for x in r1.refused + r2.refused],
+            "example_aip": str(repo.aip_dir(first)) if first else None, "events": len(evs),
+        }
+        if as_json:
+            emit_json(where)
+        else:
+            out.print("[bold]7. Ở đâu / where everything is[/]")
+            for k, v_ in where.items():
+                out.print(f"   {k}: {v_}")
+            out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/]")
+        return 0
+    finally:
+        repo.close()

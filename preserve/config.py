@@ -1,0 +1,139 @@
+"""Repository settings: preserve.toml → typed settings, and the default file written by `preserve init`."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ConfigError, RepositoryNotFound
+
+CONFIG_NAME = "preserve.toml"
+DEFAULT_ORGANISATION = "Lưu trữ lịch sử Tỉnh ủy"
+
+
+def default_repo_path() -> Path:
+    """`$PRESERVE_HOME`, else ./preserve-data."""
+    return Path(os.environ.get("PRESERVE_HOME") or "preserve-data")
+
+
+def default_settings(organisation: str = DEFAULT_ORGANISATION) -> dict[str, Any]:
+    return {
+        "repository": {
+            "organisation": organisation,
+            "profile": "vn-party-archive",
+            "timezone": "+07:00",
+        },
+        "catalog": {"url": ""},  # empty: SQLite at catalog.sqlite; PRESERVE_CATALOG_URL overrides
+        "ingest": {"officer": "", "strict": False, "ocr": "off"},
+        "tiers": {
+            "primary": {"kind": "local", "path": "tiers/primary"},
+            "secondary": {"kind": "local", "path": "tiers/secondary"},
+            "offsite": {"kind": "restic", "repository": "offsite", "password_file": "keys/restic-password"},
+        },
+        "policy": {"name": "default"},
+        "alerts": {"email": [], "webhook": "", "log": "alerts.log"},
+        "keys": {"signing_key": "keys/signing-key.pem", "signing_cert": "keys/signing-cert.pem"},
+        "limits": {"zip_max_bytes": 200 * 2**30, "zip_max_ratio": 200, "zip_max_entries": 200000},
+    }
+
+
+@dataclass
+class Settings:
+    root: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> "Settings":
+        root = Path(root).resolve()
+        path = root / CONFIG_NAME
+        if not path.is_file():
+            raise RepositoryNotFound(
+                f"No preserve repository at {root} (no {CONFIG_NAME}).",
+                hint=f"Create one with `preserve init {root}`, or pass --repo / set PRESERVE_HOME.",
+            )
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}", hint="Fix the file or restore it from a backup.")
+        merged = default_settings()
+        for section, values in data.items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict) and section != "tiers":
+                merged[section].update(values)
+            else:
+                merged[section] = values
+        return cls(root, merged)
+
+    def save(self) -> None:
+        from .atomic import write_text
+
+        write_text(self.root / CONFIG_NAME, tomli_w.dumps(self.data))
+
+    # --- typed accessors ---
+    def path(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def organisation(self) -> str:
+        return self.data["repository"].get("organisation", DEFAULT_ORGANISATION)
+
+    @property
+    def profile(self) -> str:
+        return self.data["repository"].get("profile", "vn-party-archive")
+
+    @property
+    def timezone(self) -> str:
+        return self.data["repository"].get("timezone", "+07:00")
+
+    @property
+    def catalog_url(self) -> str:
+        env = os.environ.get("PRESERVE_CATALOG_URL")
+        if env:
+            return env
+        url = self.data["catalog"].get("url") or ""
+        return url or f"sqlite:///{self.root / 'catalog.sqlite'}"
+
+    @property
+    def officer(self) -> str:
+        return self.data["ingest"].get("officer") or os.environ.get("USER") or "officer"
+
+    @property
+    def tiers(self) -> dict[str, dict[str, Any]]:
+        return self.data.get("tiers", {})
+
+    def tier_path(self, name: str) -> Path:
+        tier = self.tiers.get(name)
+        if not tier:
+            raise ConfigError(f"Tier '{name}' is not declared in {CONFIG_NAME}.", hint="Add a [tiers.NAME] section.")
+        if tier.get("kind") != "local":
+            raise ConfigError(f"Tier '{name}' is of kind '{tier.get('kind')}', not a local path.")
+        return self.path(tier["path"])
+
+    @property
+    def primary_tier(self) -> str:
+        return self.data.get("storage", {}).get("primary", "primary")
+
+    @property
+    def signing_key(self) -> Path:
+        return self.path(self.data["keys"]["signing_key"])
+
+    @property
+    def signing_cert(self) -> Path:
+        return self.path(self.data["keys"]["signing_cert"])
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.signing_key.parent
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"

@@ -1,0 +1,125 @@
+"""The CLI as an officer uses it: exit codes 0/1/2, --json shapes, --repo and PRESERVE_HOME."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from preserve.sip.sample import make_sample
+
+PRESERVE = str(Path(sys.executable).parent / "preserve")
+
+
+def run(*args, env=None, cwd=None):
+    return subprocess.run([PRESERVE, *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          cwd=cwd)
+
+
+def test_init_layout_and_key_mode(tmp_path):
+    p = run("init", tmp_path / "r", "--json")
+    assert p.returncode == 0, p.stderr
+    root = tmp_path / "r"
+    for d in ("tiers/primary", "tiers/secondary", "offsite", "staging", "quarantine", "keys"):
+        assert (root / d).is_dir(), d
+    assert (root / "preserve.toml").is_file() and (root / "catalog.sqlite").is_file()
+    assert (root / "keys/signing-key.pem").stat().st_mode & 0o777 == 0o600
+    assert (root / "keys/restic-password").stat().st_mode & 0o777 == 0o600
+    if (root / "offsite/config").exists():  # restic installed: the off-site repository exists
+        assert (root / "offsite/keys").is_dir()
+    assert run("init", root).returncode == 2  # never over an existing repository
+
+
+def test_validate_exit_codes_and_json_shape(tmp_path, batch):
+    p = run("validate", batch, "--json", "--repo", tmp_path / "none")
+    assert p.returncode == 0, p.stdout + p.stderr
+    data = json.loads(p.stdout)
+    assert data["valid"] is True and isinstance(data["findings"], list)
+    bad = make_sample(tmp_path / "bad", dossiers=1, docs=2, seed=3, defects=["bad-date"])
+    p = run("validate", bad.root, "--json")
+    assert p.returncode == 1
+    data = json.loads(p.stdout)
+    assert data["valid"] is False
+    f = next(f for f in data["findings"] if f["code"] == "E-FIELD-DATE")
+    assert set(f) >= {"code", "severity", "where", "message_vi", "message_en"} and f["severity"] == "error"
+    assert "TaiLieu" in f["where"] or "tailieu" in f["where"]
+    assert run("validate", tmp_path / "does-not-exist").returncode == 2
+    assert run("validate").returncode == 2  # usage error
+    assert run("frobnicate").returncode == 2
+
+
+def test_ingest_list_show_events_json(tmp_path, batch):
+    root = tmp_path / "r"
+    assert run("init", root).returncode == 0
+    p = run("ingest", batch, "--json", env={"PRESERVE_HOME": str(root)})
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert set(data) == {"aips", "refused", "findings"} and len(data["aips"]) == 2
+    assert set(data["aips"][0]) == {"id", "fileCode", "path"}
+    p = run("aips", "list", "--json", "--repo", root)
+    rows = json.loads(p.stdout)
+    assert p.returncode == 0 and {"id", "fileCode", "version", "documents", "pages", "bytes"} <= set(rows[0])
+    p = run("aips", "show", rows[0]["id"], "--json", "--repo", root)
+    info = json.loads(p.stdout)
+    assert {"files", "replicas", "events"} <= set(info) and info["files"][0]["sha256"]
+    p = run("events", "--aip", rows[0]["id"], "--json", "--repo", root)
+    assert p.returncode == 0 and {e["type"] for e in json.loads(p.stdout)} >= {"ingestion"}
+    assert run("events", "--verify", "--repo", root).returncode == 0
+    assert run("aips", "show", "uuid-nope", "--repo", root).returncode == 2
+    # a second ingest of the same batch: refused, exit 1
+    assert run("ingest", batch, "--repo", root).returncode == 1
+
+
+def test_commands_without_repository_say_what_to_do(tmp_path):
+    p = run("aips", "list", "--repo", tmp_path / "nothing")
+    assert p.returncode == 2 and "preserve init" in p.stderr
+
+
+def test_keys_import(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+    import datetime as dt
+
+    root = tmp_path / "r"
+    run("init", root)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Văn phòng Tỉnh ủy")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    kf, cf, other = tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "o.pem"
+    kf.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    cf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other.write_bytes(other_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    assert run("keys", "import", other, cf, "--repo", root).returncode == 2  # key does not match the certificate
+    p = run("keys", "import", kf, cf, "--repo", root, "--json")
+    assert p.returncode == 0, p.stderr
+    assert "Văn phòng Tỉnh ủy" in json.loads(p.stdout)["subject"]
+    assert (root / "keys/signing-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_bag_only(tmp_path, shared_dir):
+    valid = shared_dir / "bagit-conformance/v1.0/valid/basicBag"
+    p = run("validate", "--bag-only", valid, "--json")
+    assert p.returncode == 0, p.stdout
+    invalid = next((shared_dir / "bagit-conformance/v1.0/invalid").iterdir())
+    p = run("validate", "--bag-only", invalid, "--json")
+    assert p.returncode == 1 and json.loads(p.stdout)["valid"] is False
+    holey = shared_dir / "bagit-conformance/v0.97/valid/holey-bag"
+    p = run("validate", "--bag-only", holey, "--json")
+    assert p.returncode == 0 and any(f["code"] == "W-BAG-HOLEY" for f in json.loads(p.stdout)["findings"])
+
+
+def test_holey_bag_is_refused_at_ingest(tmp_path, shared_dir):
+    root = tmp_path / "r"
+    run("init", root)
+    p = run("ingest", shared_dir / "bagit-conformance/v0.97/valid/holey-bag", "--repo", root, "--json")
+    assert p.returncode == 1
+    codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
+    assert "E-BAG-HOLEY" in codes
