@@ -174,7 +174,8 @@ def _overlaps(infos: list[zipfile.ZipInfo]) -> list[Finding]:
     out = []
     ordered = sorted(infos, key=lambda i: i.header_offset)
     for a, b in zip(ordered, ordered[1:]):
-        end = a.header_offset + _LOCAL_HEADER + len(a.orig_filename.encode("utf-8", "replace")) + a.compress_size
+        raw_name = a.orig_filename.encode("utf-8" if a.flag_bits & 0x800 else "cp437", "replace")
+        end = a.header_offset + _LOCAL_HEADER + len(raw_name) + a.compress_size
         if end > b.header_offset:
             out.append(Finding("E-ZIP-BOMB", b.filename, {
                 "detail": f"entries '{a.filename}' and '{b.filename}' overlap"}))
@@ -230,8 +231,9 @@ def _extract_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: str, budget: 
     """Extract one entry below root; return the bytes written or the finding that stops extraction."""
     parts = _entry_parts(info)
     name = info.filename
+    is_dir = _entry_kind(info) == "dir"
     parent = root
-    dir_parts = parts if info.is_dir() else parts[:-1]
+    dir_parts = parts if is_dir else parts[:-1]
     for p in dir_parts:
         parent = os.path.join(parent, p)
         try:
@@ -240,7 +242,7 @@ def _extract_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: str, budget: 
             st = os.lstat(parent)
             if not stat.S_ISDIR(st.st_mode):  # a link or a file where a folder must go
                 return Finding("E-PATH-COLLISION", name, {"paths": f"'{name}'"})
-    if info.is_dir():
+    if is_dir:
         return 0
     if os.path.commonpath([root, os.path.realpath(parent)]) != root:  # cannot happen after the checks
         return Finding("E-PATH-UNSAFE", name, {"path": name, "detail": "resolves outside the target folder"})

@@ -47,7 +47,6 @@ FIXED_TIME = (2025, 1, 1, 0, 0, 0)  # every timestamp written into a sample (PDF
 DPI, JPEG_QUALITY = 200, 70
 INK, RED, BLUE = (30, 30, 36), (196, 44, 44), (32, 52, 140)
 DATE_FORMS = ("dmy", "iso", "my", "y")  # dd/mm/yyyy, yyyy-mm-dd, mm/yyyy, yyyy
-INT_FIELDS = {"totalDoc", "numberOfPaper", "numberOfPage", "docOrdinal"}
 
 
 class DefectSpec(NamedTuple):
@@ -131,14 +130,14 @@ class _Batch:
 
     def take_doc(self) -> _Doc:
         docs = [d for s in self.dossiers for d in s.docs]
-        free = [d for d in docs if id(d) not in self.taken]
+        free = sorted((d for d in docs if id(d) not in self.taken), key=lambda d: "malformed" in d.dossier.used)
         doc = free[0] if free else docs[len(self.taken) % len(docs)]
         self.taken.append(id(doc))
         return doc
 
-    def take_dossier(self, fld: str) -> _Dossier:
-        s = next((s for s in self.dossiers if fld not in s.used), self.dossiers[0])
-        s.used.add(fld)
+    def take_dossier(self, *fields: str) -> _Dossier:
+        s = next((s for s in self.dossiers if fields[0] not in s.used), self.dossiers[0])
+        s.used.update(fields)
         return s
 
 
@@ -506,6 +505,13 @@ _XXE = ('<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE ghichu [<!ENTITY xxe 
         "<ghichu>&xxe;</ghichu>\n")
 _SCAN_ALSO = "E-SCAN-UNREADABLE E-SCAN-FORMAT E-COUNT-PAGES-DOC W-SCAN-NO-IMAGE"
 
+# identifiers first: doc-level defects then avoid a malformed dossier, whose documents' codes go unchecked
+_defect("bad-filecode", "a fileCode with catalogNo + 1, not fondsCode.catalogNo.fileNo; its documents use it",
+        "E-ID-FILECODE-PARTS", apply=lambda b, r: _set(s := b.take_dossier("fileCode"), code_override=".".join(
+            [s.row["fondsCode"], str(int(s.row["catalogNo"]) + 1), s.row["fileNo"]])))
+_defect("malformed-id", "a fondsCode with a space (TU HD) and the fileCode and docCodes built from it",
+        "E-ID-MALFORMED", "E-ID-FILECODE-PARTS E-ID-DOCCODE-PARTS E-FILE-NAME",
+        apply=lambda b, r: _row(s := b.take_dossier("fileCode", "malformed"), fondsCode=s.row["fondsCode"].replace("-", " ")))
 _defect("missing-file", "a scan that a document row names is deleted", "E-FILE-MISSING",
         apply=lambda b, r: _later(b, d := b.take_doc(), lambda: (b.root / d.file).unlink()))
 _defect("extra-file", "an extra PDF named like a document of the first dossier, <fileCode>.099.pdf, in no row",
@@ -534,16 +540,10 @@ _defect("tuyet-mat", "a document is Tuyệt mật", "E-RULE-TUYET-MAT",
         apply=lambda b, r: _row(b.take_doc(), secrecy="Tuyệt mật"))
 _defect("secret", "a document is Mật (its digitisation needs approval)", "W-RULE-SECRET-APPROVAL",
         apply=lambda b, r: _row(b.take_doc(), secrecy="Mật"))
-_defect("bad-filecode", "a fileCode with catalogNo + 1, not fondsCode.catalogNo.fileNo; its documents use it",
-        "E-ID-FILECODE-PARTS", apply=lambda b, r: _set(s := b.take_dossier("fileCode"), code_override=".".join(
-            [s.row["fondsCode"], str(int(s.row["catalogNo"]) + 1), s.row["fileNo"]])))
 _defect("bad-doccode", "a docCode with ordinal + 500, not its docOrdinal; its file is named after it",
         "E-ID-DOCCODE-PARTS", apply=lambda b, r: _set(b.take_doc(), shift=500))
-_defect("malformed-id", "a fondsCode with a space (TU HD) and the fileCode and docCodes built from it",
-        "E-ID-MALFORMED", "E-ID-FILECODE-PARTS E-ID-DOCCODE-PARTS E-FILE-NAME",
-        apply=lambda b, r: _row(s := b.take_dossier("fileCode"), fondsCode=s.row["fondsCode"].replace("-", " ")))
 _defect("duplicate-doc", "two document rows with the same docCode (the second file under bosung/; totals agree)",
-        "E-ID-DUPLICATE", "E-FILE-SHARED", apply=_duplicate_doc)
+        "E-ID-DUPLICATE", "E-FILE-SHARED E-COUNT-PAGES-DOSSIER", apply=_duplicate_doc)
 _defect("unknown-dossier", "a document row (and its scan) whose fileCode <fonds>.1.999 is not in HoSo",
         "E-ID-DOSSIER-UNKNOWN", "W-FILE-STRAY E-FILE-UNREFERENCED", apply=_unknown_dossier)
 _defect("totaldoc", "a dossier's totalDoc is one more than its document rows", "E-COUNT-TOTALDOC",
@@ -647,11 +647,18 @@ def zip_sample(root: Path, zip_path: Path) -> Path:
 
 
 def bag_sample(root: Path, bag_dir: Path, bag_info: dict[str, str] | None = None) -> Path:
-    """A BagIt bag (sha256 + sha512) at `bag_dir` whose payload (data/) is a copy of the batch `root`."""
+    """A BagIt bag (sha256 + sha512) at `bag_dir` whose payload (data/) is a copy of the batch `root`.
+
+    Symlinks (the symlink defect) are put into data/ after bagging, unlisted: bagit refuses to bag them.
+    """
     root, bag_dir = Path(root), Path(bag_dir)
     if bag_dir.exists() and any(bag_dir.iterdir()):
         raise UsageError(f"{bag_dir} exists and is not empty", hint="choose a new folder")
-    shutil.copytree(root, bag_dir, symlinks=True, dirs_exist_ok=True)
+    links = [p for p in root.rglob("*") if p.is_symlink()]
+    shutil.copytree(root, bag_dir, dirs_exist_ok=True, ignore=lambda d, names: [
+        n for n in names if (Path(d) / n).is_symlink()])
     info = {"Source-Organization": "Tỉnh ủy Hải Dương", "External-Description": f"Lô số hóa mẫu {root.name}"}
     bagit.make_bag(str(bag_dir), bag_info={**info, **(bag_info or {})}, checksums=["sha256", "sha512"])
+    for p in links:
+        os.symlink(os.readlink(p), bag_dir / "data" / p.relative_to(root))
     return bag_dir

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import unicodedata
 from pathlib import Path
 
@@ -179,8 +178,9 @@ def test_missing_file(bag):
     result = check_bag(bag, fast=True)
     assert _codes(result) == ["E-BAG-FILE-MISSING", "E-BAG-FILE-MISSING", "E-BAG-OXUM"]
     missing = [f for f in result.findings if f.code == "E-BAG-FILE-MISSING"]
-    assert {f.where for f in missing} == {"manifest-sha256.txt:2", "manifest-sha512.txt:2"} or all(
-        f.where.startswith("manifest-sha") for f in missing)
+    assert {f.params["manifest"] for f in missing} == {"manifest-sha256.txt", "manifest-sha512.txt"}
+    assert all(f.where.startswith(f.params["manifest"] + ":") for f in missing)
+    assert {f.params["path"] for f in missing} == {"data/HS01/HS01.002.pdf"}
 
 
 def test_extra_file(bag):
@@ -385,6 +385,43 @@ def test_holey_bag(bag):
     assert _codes(lenient) == ["W-BAG-HOLEY"] and lenient.valid, _describe(lenient)
     strict = check_bag(bag, allow_holey=False)
     assert _codes(strict) == ["E-BAG-HOLEY"] and not strict.valid
+
+
+def test_tolerated_manifest_forms(bag):
+    """md5sum's binary-mode '*' and a leading './' are accepted with W-BAG-MANIFEST-FORMAT."""
+    m = bag / "manifest-sha256.txt"
+    lines = m.read_text().splitlines()
+    lines = [lines[0].replace("  data/", " *data/"), lines[1].replace("  data/", "  ./data/")]
+    m.write_text("\n".join(lines) + "\n")
+    retag(bag)
+    result = check_bag(bag)
+    assert _codes(result) == ["W-BAG-MANIFEST-FORMAT", "W-BAG-MANIFEST-FORMAT"], _describe(result)
+    assert set(result.payload) == {"data/HS01/HS01.001.pdf", "data/HS01/HS01.002.pdf"}
+
+
+def test_absent_system_file_is_a_warning(bag):
+    """Copying tools drop .DS_Store and Thumbs.db; a manifest naming one that is gone is not an error."""
+    append(bag / "manifest-sha256.txt", f"{sha(b'')}  data/HS01/.DS_Store")
+    append(bag / "manifest-sha512.txt", f"{sha(b'', 'sha512')}  data/HS01/.DS_Store")
+    info = (bag / "bag-info.txt").read_text().replace("Payload-Oxum: 47.2", "Payload-Oxum: 47.3")
+    (bag / "bag-info.txt").write_text(info)
+    retag(bag)
+    result = check_bag(bag)
+    assert _codes(result) == ["W-BAG-SYSTEM-FILE-ABSENT", "W-BAG-SYSTEM-FILE-ABSENT"], _describe(result)
+
+
+def test_unreadable_file(bag, monkeypatch):
+    real = bagcheck.hash_file
+
+    def failing(path, algorithms):
+        if Path(path).name == "HS01.001.pdf":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, algorithms)
+
+    monkeypatch.setattr(bagcheck, "hash_file", failing)  # root can read a chmod 000 file, so simulate
+    result = check_bag(bag)
+    assert _codes(result) == ["E-BAG-FILE-UNREADABLE"]
+    assert result.findings[0].where == "data/HS01/HS01.001.pdf"
 
 
 def test_not_a_folder(tmp_path):
