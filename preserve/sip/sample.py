@@ -263,7 +263,8 @@ def render_pages(spec: dict[str, Any], pages: int, dpi: int = DPI, mode: str = "
         d = ImageDraw.Draw(img)
         for _ in range(rng.randint(2, 5)):  # foxing: faint stains on old paper
             x, y, r = rng.uniform(0, W), rng.uniform(0, H), rng.uniform(5, 25) * mm
-            d.ellipse((x - r, y - r * 0.7, x + r, y + r * 0.7), fill=tuple(c - rng.randint(4, 10) for c in spec["paper"]))
+            stain = tuple(c - rng.randint(4, 10) for c in spec["paper"])
+            d.ellipse((x - r, y - r * 0.7, x + r, y + r * 0.7), fill=stain)
         y = _header(d, spec, W, mm, pt, left, right, top) if i == 0 else top + lh
         if i:
             d.text((W / 2, top), str(i + 1), font=_font("DejaVuSerif", round(12 * pt)), fill=INK, anchor="ma")
@@ -511,7 +512,8 @@ _defect("bad-filecode", "a fileCode with catalogNo + 1, not fondsCode.catalogNo.
             [s.row["fondsCode"], str(int(s.row["catalogNo"]) + 1), s.row["fileNo"]])))
 _defect("malformed-id", "a fondsCode with a space (TU HD) and the fileCode and docCodes built from it",
         "E-ID-MALFORMED", "E-ID-FILECODE-PARTS E-ID-DOCCODE-PARTS E-FILE-NAME",
-        apply=lambda b, r: _row(s := b.take_dossier("fileCode", "malformed"), fondsCode=s.row["fondsCode"].replace("-", " ")))
+        apply=lambda b, r: _row(s := b.take_dossier("fileCode", "malformed"),
+                                fondsCode=s.row["fondsCode"].replace("-", " ")))
 _defect("missing-file", "a scan that a document row names is deleted", "E-FILE-MISSING",
         apply=lambda b, r: _later(b, d := b.take_doc(), lambda: (b.root / d.file).unlink()))
 _defect("extra-file", "an extra PDF named like a document of the first dossier, <fileCode>.099.pdf, in no row",

@@ -30,6 +30,7 @@ import math
 import struct
 import warnings
 from dataclasses import dataclass, field
+import threading
 from pathlib import Path
 
 import pikepdf
@@ -88,9 +89,22 @@ class _Damaged(Exception):
     """A structural problem found while reading one file; becomes E-SCAN-UNREADABLE."""
 
 
+_scanner = None
+_scanner_lock = threading.Lock()
+
+
+def _get_scanner():
+    """One Siegfried scanner per process: loading the PRONOM signatures costs more than identifying a file."""
+    global _scanner
+    with _scanner_lock:
+        if _scanner is None:
+            _scanner = pygfried.Scanner()
+        return _scanner
+
+
 def _siegfried(path: Path) -> tuple[str, str | None, str | None, str | None, str]:
     try:
-        result = pygfried.identify(str(path), detailed=True)
+        result = _get_scanner().identify(str(path), detailed=True)
         entry = result["files"][0]
     except (RuntimeError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
         return "UNKNOWN", None, None, None, f"identification failed: {e}"
