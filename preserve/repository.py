@@ -162,12 +162,27 @@ def validate_sip(sip: Path, *, strict: bool = False, existing=None, scratch: Pat
 
 
 def validate_bag_only(path: Path):
-    from .sip.bagcheck import check_bag, is_bag
+    """Only the BagIt layer (RFC 8493) of a bag: a folder, or a .zip holding one (extracted safely first)."""
+    import tempfile
+    import zipfile
+
+    from .sip.bagcheck import BagResult, check_bag
+    from .sip.package import _descend
+    from .sip.safety import extract_zip
 
     path = Path(path)
-    if not path.is_dir():
-        raise UsageError(f"{path} is not a folder.", hint="--bag-only checks an unpacked BagIt bag (a folder).")
-    return check_bag(path, allow_holey=True)
+    if path.is_dir():
+        return check_bag(path, allow_holey=True)
+    if path.is_file() and zipfile.is_zipfile(path):
+        with tempfile.TemporaryDirectory(prefix="bag-") as tmp:
+            dest = Path(tmp) / "x"
+            findings = extract_zip(path, dest)
+            if any(f.is_error for f in findings):
+                return BagResult(findings=findings, bag_info={}, version=None, payload={})
+            res = check_bag(_descend(dest), allow_holey=True)
+            res.findings[:0] = findings
+            return res
+    raise UsageError(f"{path} is not a folder or a .zip file.", hint="--bag-only checks a BagIt bag: a folder or a zip of one.")
 
 
 def open_repository(path: Path | str | None) -> Repository:

@@ -135,3 +135,21 @@ def test_holey_bag_is_refused_at_ingest(tmp_path, shared_dir):
     assert p.returncode == 1
     codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
     assert "E-BAG-HOLEY" in codes
+
+
+def test_bag_only_accepts_a_zipped_bag_and_finds_damage(tmp_path):
+    from preserve.sip.sample import bag_sample, zip_sample
+
+    info = make_sample(tmp_path / "b", dossiers=1, docs=1, seed=41)
+    bag_sample(info.root, tmp_path / "bag")
+    zip_sample(tmp_path / "bag", tmp_path / "bag.zip")
+    p = run("validate", "--bag-only", tmp_path / "bag.zip", "--json")
+    assert p.returncode == 0, p.stdout
+    pdf = next((tmp_path / "bag/data").rglob("*.pdf"))
+    pdf.write_bytes(pdf.read_bytes()[:-10] + b"0123456789")
+    p = run("validate", "--bag-only", tmp_path / "bag", "--json")
+    assert p.returncode == 1 and "E-BAG-DIGEST" in {f["code"] for f in json.loads(p.stdout)["findings"]}
+    root = tmp_path / "r"
+    run("init", root)
+    p = run("ingest", tmp_path / "bag", "--repo", root, "--json")  # an invalid bag refuses the whole batch
+    assert p.returncode == 1 and json.loads(p.stdout)["aips"] == []

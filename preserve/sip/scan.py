@@ -19,8 +19,8 @@ A file PRONOM cannot identify but which begins like a PDF or TIFF is taken as da
 Siegfried's PDF signatures need the trailer, so a truncated PDF is "UNKNOWN". Anything else that is not a
 ``rules.scan_mimes`` type, garbage included, is E-SCAN-FORMAT.
 
-E-SCAN-DPI is reported per page; the warnings (W-SCAN-NO-IMAGE, W-SCAN-NOT-COLOUR, W-SCAN-DPI-UNKNOWN) once
-per file, naming the first such page with ``count`` of ``total`` pages, to keep reports readable.
+E-SCAN-DPI and the warnings (W-SCAN-NO-IMAGE, W-SCAN-NOT-COLOUR, W-SCAN-DPI-UNKNOWN) are reported once per
+file, naming the first such page with ``count`` of ``total`` pages, to keep reports readable.
 Nothing here raises on bad input.
 """
 
@@ -183,9 +183,11 @@ def _judge(info: ScanInfo, add, minimum: int | None, tolerance: float) -> None:
     total = len(info.page_info)
     if minimum:
         floor = minimum * (1 - tolerance)
-        for p in info.page_info:
-            if p.dpi is not None and p.dpi < floor:
-                add("E-SCAN-DPI", page=p.number, dpi=int(round(p.dpi)), minimum=minimum)
+        low = [p for p in info.page_info if p.dpi is not None and p.dpi < floor]
+        if low:  # once per file: the first low page, the lowest resolution, how many pages
+            worst = min(p.dpi for p in low)
+            add("E-SCAN-DPI", page=low[0].number, dpi=int(round(low[0].dpi)), lowest=int(round(worst)),
+                count=len(low), total=total, minimum=minimum)
     no_image = [p for p in info.page_info if not p.has_image]
     if no_image:
         add("W-SCAN-NO-IMAGE", page=no_image[0].number, count=len(no_image), total=total)

@@ -65,8 +65,15 @@ def test_rgb_200dpi_pdf_is_clean(tmp_path):
 def test_E_SCAN_DPI_150(tmp_path):
     info = inspect_scan(pil_pdf(tmp_path / "a.pdf", resolution=150), "HS01/a.pdf", "HS01")
     f = one(info, "E-SCAN-DPI")
-    assert f.params == {"path": "HS01/a.pdf", "page": 1, "dpi": 150, "minimum": 200}
+    assert f.params == {"path": "HS01/a.pdf", "page": 1, "dpi": 150, "minimum": 200, "lowest": 150, "count": 1,
+                        "total": 1}
     assert f.where == "HS01/a.pdf" and f.dossier == "HS01" and "150 dpi" in f.message_vi
+
+
+def test_E_SCAN_DPI_once_per_file(tmp_path):
+    info = inspect_scan(pil_pdf(tmp_path / "a.pdf", pages=3, resolution=150), "a.pdf", None)
+    f = one(info, "E-SCAN-DPI")
+    assert (f.params["count"], f.params["total"], f.params["page"]) == (3, 3, 1)
 
 
 def test_dpi_tolerance_and_min_dpi_override(tmp_path):
