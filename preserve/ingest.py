@@ -122,16 +122,37 @@ def publish(built_dir: Path, staging: Path, tier_root: Path, aip_id: str) -> str
         publish_dir(src, target_uuid_dir)
     except OSError as e:
         if e.errno != 18:  # EXDEV: the tier is on another filesystem
+            if not target_uuid_dir.exists():  # else the journal stays: recovery rolls the AIP back
+                shutil.rmtree(src, ignore_errors=True)
+                (staging / f"{aip_id.removeprefix('uuid-')}{JOURNAL_SUFFIX}").unlink(missing_ok=True)
             raise StorageError(f"Cannot publish AIP {aip_id} to {target_uuid_dir}: {e}",
                                hint="Check that the tier is mounted and writable, then ingest again.") from e
         partial = target_uuid_dir.parent / f".{target_uuid_dir.name}.partial"
-        shutil.copytree(src, partial)
         from .atomic import fsync_tree
 
-        fsync_tree(partial)
-        publish_dir(partial, target_uuid_dir)
+        try:
+            shutil.copytree(src, partial)
+            fsync_tree(partial)
+            publish_dir(partial, target_uuid_dir)
+        except OSError as e2:
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(src, ignore_errors=True)
+            (staging / f"{aip_id.removeprefix('uuid-')}{JOURNAL_SUFFIX}").unlink(missing_ok=True)
+            raise StorageError(f"Cannot publish AIP {aip_id} to {target_uuid_dir}: {e2}",
+                               hint="Free space on the tier or fix the disk, then ingest the batch again.") from e2
         shutil.rmtree(src)
     return rel
+
+
+def check_tier(tier_root: Path) -> Path:
+    """A local tier must be there and writable. An absent folder is an unmounted disk, never created here."""
+    if not tier_root.is_dir():
+        raise StorageError(f"The primary tier {tier_root} is not reachable (folder absent: an unmounted disk?).",
+                           hint="Mount the disk or fix the tier's path in preserve.toml, then run the command again.")
+    if not os.access(tier_root, os.W_OK):
+        raise StorageError(f"The primary tier {tier_root} is not writable.",
+                           hint="Check its mount (read-only?) and permissions, then run the command again.")
+    return tier_root
 
 
 def quarantine_dossier(quarantine: Path, validation: Validation, file_code: str, findings: list[Finding],
@@ -195,10 +216,7 @@ def ingest_validated(validation: Validation, *, settings, catalog, signer, offic
     result = IngestResult(findings=list(validation.report.findings))
     stamp = time.strftime("%Y%m%dT%H%M%S")
     staging = settings.staging
-    tier_root = settings.tier_path(settings.primary_tier)
-    tier_root.mkdir(parents=True, exist_ok=True)
-    if not os.access(tier_root, os.W_OK):
-        raise StorageError(f"The primary tier {tier_root} is not writable.", hint="Check its mount and permissions.")
+    tier_root = check_tier(settings.tier_path(settings.primary_tier))
 
     if validation.batch_refused:
         q = quarantine_batch(settings.quarantine, validation, stamp)
@@ -224,6 +242,11 @@ def ingest_validated(validation: Validation, *, settings, catalog, signer, offic
         try:
             built = build_aip(plan, validation, staging, officer=officer, organisation=settings.organisation,
                               signer=signer, now=now, profile_name=settings.profile, aip_id=aip_id)
+        except OSError as e:  # disk full, I/O error: nothing was published; the staging copy goes
+            shutil.rmtree(staging / aip_id.removeprefix("uuid-"), ignore_errors=True)
+            raise StorageError(f"Could not write the AIP for {plan.file_code} in {staging}: {e}",
+                               hint="Free space or fix the disk, then ingest the batch again; dossiers already "
+                                    "stored are refused as duplicates, the rest are ingested.") from e
         except BuildRefused as e:
             shutil.rmtree(staging / aip_id.removeprefix("uuid-"), ignore_errors=True)
             result.findings.extend(e.findings)

@@ -86,12 +86,12 @@ class Repository:
 
     def ingest(self, sip: Path, *, strict: bool = False, officer: str | None = None,
                progress: Progress | None = None):
-        from .ingest import ingest_lock, ingest_validated, recover
+        from .ingest import check_tier, ingest_lock, ingest_validated, recover
         from .keys import load_signer
 
         signer = load_signer(self.settings.keys_dir)
         with ingest_lock(self.settings.staging):
-            recover(self.settings.staging, self.settings.tier_path(self.settings.primary_tier), self.catalog)
+            recover(self.settings.staging, check_tier(self.settings.tier_path(self.settings.primary_tier)), self.catalog)
             validation = validate_sip(sip, strict=strict, existing=self.catalog.existing_file_codes,
                                       scratch=self.settings.staging, progress=progress, limits=self._limits(),
                                       verify_checksums=False)
@@ -102,10 +102,11 @@ class Repository:
                 validation.package.close()
 
     def recover(self) -> list[str]:
-        from .ingest import ingest_lock, recover
+        from .ingest import check_tier, ingest_lock, recover
 
         with ingest_lock(self.settings.staging):
-            return recover(self.settings.staging, self.settings.tier_path(self.settings.primary_tier), self.catalog)
+            return recover(self.settings.staging, check_tier(self.settings.tier_path(self.settings.primary_tier)),
+                           self.catalog)
 
     def _limits(self):
         from .sip.safety import ZipLimits

@@ -148,3 +148,25 @@ def test_codes_are_well_formed_and_bilingual():
 def test_docs_list_every_code():
     assert (REPO / "docs/codes.md").read_text(encoding="utf-8") == codes_markdown(), \
         "regenerate with: .venv/bin/python -m preserve.findings > docs/codes.md"
+
+
+def test_title_rows_above_the_header_are_skipped_and_rows_keep_their_numbers(batch):
+    def title(ws, wb):
+        ws.insert_rows(1, 2)
+        ws.cell(1, 1, "MỤC LỤC HỒ SƠ")
+        ws.cell(2, 1, "Phông Tỉnh ủy Hải Dương")
+        ws.cell(5, _col_at(ws, 3, "issuedDate", "Ngày tháng năm văn bản"), "31/02/1965")
+    _edit_sheet(batch, "TaiLieu", title)
+    v = _validate(batch)
+    assert v.report.codes() - {"E-SUM-MISMATCH"} == {"E-FIELD-DATE"}  # the edited workbook's checksum differs
+    f = next(f for f in v.report.findings if f.code == "E-FIELD-DATE")
+    assert f.where.endswith("5"), f.where  # the spreadsheet row an officer sees
+
+
+def _col_at(ws, row, *names):
+    from preserve.sip.profile import fold
+
+    for c in ws[row]:
+        if c.value and fold(c.value) in {fold(n) for n in names}:
+            return c.column
+    raise KeyError(names)

@@ -98,6 +98,19 @@ class ZipLimits:
     ratio_floor: int = MiB
 
 
+def _infos(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """Entries with their names decoded right. Many zip tools store UTF-8 names without the UTF-8 flag, which
+    Python then reads as cp437 and garbles Vietnamese letters; such names are re-read as UTF-8 when they are."""
+    infos = zf.infolist()
+    for info in infos:
+        if not info.flag_bits & 0x800 and not info.filename.isascii():
+            try:
+                info.filename = info.filename.encode("cp437").decode("utf-8")
+            except (UnicodeEncodeError, UnicodeDecodeError):
+                pass  # a legacy code page name; kept as Python reads it
+    return infos
+
+
 def _entry_parts(info: zipfile.ZipInfo) -> list[str]:
     """The entry's path segments with '\\' as a separator and '', '.' dropped (name already checked)."""
     return [p for p in re.split(r"[/\\]", info.filename) if p not in ("", ".")]
@@ -188,7 +201,7 @@ def check_zip(zip_path: Path, limits: ZipLimits = ZipLimits()) -> list[Finding]:
     where = str(zip_path)
     try:
         with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
+            infos = _infos(zf)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         return [Finding("E-ZIP-UNREADABLE", where, {"detail": str(e) or type(e).__name__})]
     return _check_infos(infos, limits)
@@ -213,7 +226,7 @@ def extract_zip(zip_path: Path, dest: Path, limits: ZipLimits = ZipLimits()) -> 
     try:
         with zipfile.ZipFile(zip_path) as zf:
             budget = limits.max_total_bytes
-            for info in zf.infolist():
+            for info in _infos(zf):
                 problem = _extract_one(zf, info, root, budget, limits)
                 if isinstance(problem, Finding):
                     findings.append(problem)

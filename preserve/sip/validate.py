@@ -252,10 +252,13 @@ def _attach_files(v: Validation, docs: list[DocPlan], files: dict[str, Path], wo
         fc = doc.row.get("fileCode") or None
         if not raw:
             continue
-        want = _nfc(raw.replace("\\", "/").strip().lstrip("./"))
+        want = _nfc(raw.replace("\\", "/").strip())
+        while want.startswith("./"):
+            want = want[2:]
         rel = want if want in files else None
-        if rel is None and "/" not in want and len(by_name.get(want, [])) == 1:
-            rel = by_name[want][0]
+        if rel is None:  # the file named elsewhere in the batch than the column says: found by its name alone
+            candidates = by_name.get(want.rsplit("/", 1)[-1], [])
+            rel = candidates[0] if len(candidates) == 1 else None
         if rel is None:
             report.add("E-FILE-MISSING", doc.row.where("file"), fc, path=raw, doc=doc.doc_code)
             continue

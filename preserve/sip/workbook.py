@@ -20,6 +20,7 @@ from ..findings import Finding
 from .profile import Profile, Sheet, fold
 
 WORKBOOK_NAME = "mucluc.xlsx"
+HEADER_SEARCH_ROWS = 10
 
 
 @dataclass
@@ -104,16 +105,32 @@ def _map_headers(sheet: Sheet, headers: list[str], labels: list[str], source: st
 def _rows(sheet: Sheet, source: str, raw_rows, xlsx: bool) -> tuple[list[Row], list[Finding]]:
     it = iter(raw_rows)
     findings: list[Finding] = []
-    try:
-        header = next(it)
-    except StopIteration:
-        return [], [Finding("E-WB-NO-ROWS", f"{source}:{sheet.name}", {"sheet": sheet.name})]
+    # Officers often put a title ("MỤC LỤC HỒ SƠ") above the header: the header is the first of the first
+    # rows in which at least 3 cells name fields of this sheet.
+    skipped: list = []
+    header = None
+    start = 1
+    for _ in range(HEADER_SEARCH_ROWS):
+        try:
+            candidate = next(it)
+        except StopIteration:
+            break
+        if sum(1 for c in candidate if sheet.match_header(_text(c))) >= 3:
+            header = candidate
+            start += len(skipped)
+            break
+        skipped.append(candidate)
+    if header is None:
+        if not skipped:
+            return [], [Finding("E-WB-NO-ROWS", f"{source}:{sheet.name}", {"sheet": sheet.name})]
+        header, start = skipped[0], 1  # report its columns as unknown/missing
+        it = iter(skipped[1:] + list(it))
     headers = [_text(h) for h in header]
     labels = [get_column_letter(i + 1) if xlsx else (h or str(i + 1)) for i, h in enumerate(headers)]
     index, col_of, hf = _map_headers(sheet, headers, labels, source)
     findings.extend(hf)
     rows: list[Row] = []
-    for n, raw in enumerate(it, start=2):
+    for n, raw in enumerate(it, start=start + 1):
         values = {key: "" for key in col_of}
         for i, key in index.items():
             if i < len(raw):
