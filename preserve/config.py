@@ -29,7 +29,7 @@ def default_settings(organisation: str = DEFAULT_ORGANISATION) -> dict[str, Any]
             "timezone": "+07:00",
         },
         "catalog": {"url": ""},  # empty: SQLite at catalog.sqlite; PRESERVE_CATALOG_URL overrides
-        "ingest": {"officer": "", "strict": False, "ocr": "off"},
+        "ingest": {"officer": "", "strict": False},
         "tiers": {
             "primary": {"kind": "local", "path": "tiers/primary"},
             "secondary": {"kind": "local", "path": "tiers/secondary"},

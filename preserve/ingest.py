@@ -174,6 +174,8 @@ def quarantine_dossier(quarantine: Path, validation: Validation, file_code: str,
     if validation.workbook:
         for wbf in validation.workbook.files:
             shutil.copy2(wbf, dest / wbf.name)
+    if validation.package.root is not None and (validation.package.root / "checksums.sha256").is_file():
+        shutil.copy2(validation.package.root / "checksums.sha256", dest / "checksums.sha256")
     _write_report(dest, validation, file_code, findings)
     return dest
 

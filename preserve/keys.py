@@ -61,12 +61,25 @@ def _store(keys_dir: Path, key: SigningKey, cert: x509.Certificate, replace: boo
     return key_path, cert_path
 
 
-def generate_keys(keys_dir: Path, organisation: str) -> tuple[Path, Path]:
-    """An RSA-3072 key and a 20-year self-signed certificate (CN = O = organisation, C = VN)."""
+def _retire(keys_dir: Path) -> None:
+    """Keep a replaced pair (old AIPs carry their certificate, but the key's history is worth keeping)."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for p in key_paths(keys_dir):
+        if p.exists():
+            os.rename(p, p.with_name(f"{p.name}.{stamp}"))
+
+
+def generate_keys(keys_dir: Path, organisation: str, *, replace: bool = False) -> tuple[Path, Path]:
+    """An RSA-3072 key and a 20-year self-signed certificate (CN = O = organisation, C = VN).
+    With replace=True the old pair is kept beside it as signing-key.pem.<date> / signing-cert.pem.<date>."""
     organisation = " ".join(str(organisation).split())
     if not organisation:
         raise SigningError("the organisation name is empty", hint="give the archive's name, e.g. "
                            "\"Kho lưu trữ Tỉnh uỷ Hải Dương\"")
+    if replace:
+        _retire(Path(keys_dir))
     _prepare_dir(Path(keys_dir), replace=False)
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
     name = x509.Name([

@@ -84,12 +84,14 @@ class Repository:
         return validate_sip(sip, strict=strict, existing=self.catalog.existing_file_codes,
                             scratch=self.settings.staging, progress=progress, limits=self._limits())
 
-    def ingest(self, sip: Path, *, strict: bool = False, officer: str | None = None,
+    def ingest(self, sip: Path, *, strict: bool | None = None, officer: str | None = None,
                progress: Progress | None = None):
         from .ingest import check_tier, ingest_lock, ingest_validated, recover
         from .keys import load_signer
 
         signer = load_signer(self.settings.keys_dir)
+        if strict is None:
+            strict = bool(self.settings.data["ingest"].get("strict", False))
         with ingest_lock(self.settings.staging):
             recover(self.settings.staging, check_tier(self.settings.tier_path(self.settings.primary_tier)), self.catalog)
             validation = validate_sip(sip, strict=strict, existing=self.catalog.existing_file_codes,
@@ -138,6 +140,12 @@ class Repository:
         from .keys import import_keys, key_info
 
         import_keys(self.settings.keys_dir, Path(key), Path(cert))
+        return key_info(self.settings.keys_dir)
+
+    def generate_keys(self, organisation: str | None = None, replace: bool = False) -> dict[str, Any]:
+        from .keys import generate_keys, key_info
+
+        generate_keys(self.settings.keys_dir, organisation or self.settings.organisation, replace=replace)
         return key_info(self.settings.keys_dir)
 
     def key_info(self) -> dict[str, Any]:

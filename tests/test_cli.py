@@ -153,3 +153,15 @@ def test_bag_only_accepts_a_zipped_bag_and_finds_damage(tmp_path):
     run("init", root)
     p = run("ingest", tmp_path / "bag", "--repo", root, "--json")  # an invalid bag refuses the whole batch
     assert p.returncode == 1 and json.loads(p.stdout)["aips"] == []
+
+
+def test_keys_generate_replace_keeps_the_old_pair(tmp_path):
+    root = tmp_path / "r"
+    run("init", root)
+    assert run("keys", "generate", "--repo", root).returncode == 2  # a pair exists: say so, change nothing
+    old = (root / "keys/signing-cert.pem").read_bytes()
+    p = run("keys", "generate", "--replace", "--organisation", "Văn phòng Tỉnh ủy", "--repo", root, "--json")
+    assert p.returncode == 0, p.stderr
+    assert (root / "keys/signing-cert.pem").read_bytes() != old
+    assert [q for q in (root / "keys").iterdir() if q.name.startswith("signing-cert.pem.")]
+    assert (root / "keys/signing-key.pem").stat().st_mode & 0o777 == 0o600

@@ -126,3 +126,15 @@ def test_checksum_mismatch_found_while_copying(repo, tmp_path):
     codes = {f["code"] for r in res.refused for f in r["findings"]}
     assert "E-SUM-MISMATCH" in codes and len(res.aips) == 1
     assert not any(p for p in (repo.root / "staging").iterdir() if p.is_dir())
+
+
+def test_catalog_lists_every_payload_file_with_the_bag_digests(repo, batch):
+    repo.ingest(batch)
+    for a in repo.list_aips():
+        d = repo.aip_dir(a["id"])
+        bag = bagit.Bag(str(d))
+        octets, count = map(int, bag.info["Payload-Oxum"].split("."))
+        info = repo.show_aip(a["id"])
+        assert a["bytes"] == octets and len(info["files"]) == count
+        manifest = dict(line.split("  ", 1)[::-1] for line in (d / "manifest-sha256.txt").read_text().splitlines())
+        assert {f"data/{f['path']}": f["sha256"] for f in info["files"]} == manifest

@@ -17,8 +17,8 @@ from .. import SOFTWARE_NAME, __version__
 from ..digest import copy_and_hash, hash_bytes, hash_file
 from ..findings import Finding, Report
 from ..sip.validate import DossierPlan, Validation, check_sum
-from .model import (ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PRESERVATION, ROLE_SUBMISSION, Agent, Aip, AipFile,
-                    Event)
+from .model import (ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PACKAGE, ROLE_PRESERVATION, ROLE_SUBMISSION, Agent, Aip,
+                    AipFile, Event)
 
 ALGORITHMS = ("sha256", "sha512")
 ORIGINAL_DIR = "representations/original/data"
@@ -170,14 +170,10 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
     w.write(PROFILE_XML_PATH, build_profile_xml(aip), ROLE_DESCRIPTIVE, "application/xml")
     w.write(DC_PATH, build_dc(aip), ROLE_DESCRIPTIVE, "application/xml")
     w.write(PREMIS_PATH, build_premis(aip), ROLE_PRESERVATION, "application/xml")
-    mets = build_mets(aip)
-    p = bag / "data" / METS_NAME
-    p.write_bytes(mets)
-    mets_d = hash_bytes(mets, ALGORITHMS)
+    w.write(METS_NAME, build_mets(aip), ROLE_PACKAGE, "application/xml")  # listed in the catalog, not in itself
 
     # 5. the bag: manifests, bag-info with Payload-Oxum, tag manifests, signature
-    entries = [(f"data/{f.path}", f.sha256, f.sha512, f.size) for f in w.files] + \
-              [(f"data/{METS_NAME}", mets_d["sha256"], mets_d["sha512"], mets_d.size)]
+    entries = [(f"data/{f.path}", f.sha256, f.sha512, f.size) for f in w.files]
     entries.sort()
     payload_bytes = sum(e[3] for e in entries)
     tags: dict[str, bytes] = {"bagit.txt": BAGIT_TXT.encode()}
@@ -204,6 +200,7 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
             tm256 = lines.encode()
     key, cert = signer
     _write_new(bag / SIGNATURE_NAME, sign_detached(tm256, key, cert))
+    fsync_tree_dirs(bag.parent)  # files were fsynced as written; now the folders that name them
     return Built(aip, bag, hash_bytes(tm256, ("sha256",))["sha256"], payload_bytes)
 
 
@@ -219,6 +216,13 @@ def verify_staged(built: Built) -> list[str]:
         elif hash_file(p, ("sha256",))["sha256"] != digest:
             problems.append(f"{rel}: SHA-256 differs after writing")
     return problems
+
+
+def fsync_tree_dirs(root: Path) -> None:
+    from ..atomic import fsync_dir
+
+    for dirpath, _dirs, _files in os.walk(root, topdown=False):
+        fsync_dir(dirpath)
 
 
 def _write_new(path: Path, data: bytes) -> None:

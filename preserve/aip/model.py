@@ -14,6 +14,7 @@ ROLE_ORIGINAL = "original"        # representations/original/data/* (the scans, 
 ROLE_DESCRIPTIVE = "descriptive"  # metadata/descriptive/*
 ROLE_PRESERVATION = "preservation"  # metadata/preservation/*
 ROLE_SUBMISSION = "submission"    # submission/* (received workbook, validation report, received bag-info)
+ROLE_PACKAGE = "package"          # METS.xml (added after METS is built: METS cannot list itself)
 
 
 @dataclass

@@ -91,7 +91,8 @@ def validate(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip,
 
 @app.command()
 def ingest(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip, or a BagIt bag."),
-           strict: bool = typer.Option(False, "--strict", help="Refuse the whole batch on any problem."),
+           strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
+                                                 help="Refuse the whole batch on any problem (default: [ingest] strict)."),
            officer: Optional[str] = typer.Option(None, help="Officer responsible (default: settings, else $USER)."),
            repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """Validate, then store one signed AIP per valid dossier. Exit 1 if anything was refused."""
@@ -210,6 +211,18 @@ def keys_import(key: Path = typer.Argument(..., help="Private key (PEM, unencryp
     emit_json(info) if json_ else out.print(f"[green]Đã nhập khóa / keys imported:[/] {info['subject']}")
 
 
+@keys_app.command("generate")
+def keys_generate(organisation: Optional[str] = typer.Option(None, help="Name in the certificate (default: settings)."),
+                  replace: bool = typer.Option(False, "--replace", help="Replace the current pair (kept beside it, dated)."),
+                  repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
+    """Make a new RSA-3072 signing key and self-signed certificate."""
+    with handled():
+        r = _open(repo)
+        info = r.generate_keys(organisation, replace)
+        r.close()
+    emit_json(info) if json_ else out.print(f"[green]Đã tạo khóa / keys generated:[/] {info['subject']}")
+
+
 @keys_app.command("show")
 def keys_show(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """The signing certificate in use."""
@@ -225,7 +238,7 @@ def keys_show(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
 
 
 @app.command("sample-sip")
-def sample_sip(out_dir: Path = typer.Argument(..., help="Folder to create."),
+def sample_sip(out_dir: Optional[Path] = typer.Argument(None, help="Folder to create."),
                dossiers: int = typer.Option(2, help="Number of dossiers (hồ sơ)."),
                docs: int = typer.Option(3, help="Documents per dossier."),
                seed: int = typer.Option(1, help="Random seed: the same seed gives the same bytes."),
@@ -244,6 +257,9 @@ def sample_sip(out_dir: Path = typer.Argument(..., help="Folder to create."),
             for k, v in sample.DEFECTS.items():
                 out.print(f"  [bold]{k}[/]: {v.description} → {', '.join(sorted(v.codes))}")
         return
+    if out_dir is None:
+        err.print("[red]Give the folder to create.[/]  e.g. preserve sample-sip lo-mau --dossiers 2 --docs 3")
+        raise typer.Exit(EXIT_ERROR)
     names = [d.strip() for d in defects.split(",") if d.strip()]
     unknown = [d for d in names if d not in sample.DEFECTS]
     if unknown:

@@ -119,8 +119,9 @@ def validate(pkg: Package, profile: Profile, *, existing: Callable[[Iterable[str
         v.dossiers[code] = DossierPlan(code, rec, row)
     doc_rows: list[DocPlan] = []
     for row in wb.sheets.get(tsheet.name, []):
-        dossier = row.get("fileCode") or None
-        rec, fs = check_row(row, tsheet, profile, dossier or f"{tsheet.name}!{row.number}")
+        # a row without its fileCode still belongs to the dossier its docCode names
+        dossier = row.get("fileCode") or row.get("docCode").rpartition(".")[0] or f"{tsheet.name}!{row.number}"
+        rec, fs = check_row(row, tsheet, profile, dossier)
         report.extend(fs)
         doc_rows.append(DocPlan(row.get("docCode"), rec, row))
 
