@@ -31,8 +31,15 @@ class _Lenient(dict):
         return "{" + key + "}"
 
 
-def _render(template: str, params: dict[str, Any]) -> str:
-    return string.Formatter().vformat(template, (), _Lenient(params))
+def _render(template: str, params: dict[str, Any], lang: str) -> str:
+    """A param may be {"vi": ..., "en": ...}: each message takes its own language's text."""
+    local = {k: (v.get(lang, "") if isinstance(v, dict) else v) for k, v in params.items()}
+    return string.Formatter().vformat(template, (), _Lenient(local))
+
+
+def bilingual(vi: str, en: str) -> dict[str, str]:
+    """A finding parameter with a text for each message language."""
+    return {"vi": vi, "en": en}
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,11 @@ class Finding:
 
     @property
     def message_vi(self) -> str:
-        return _render(codes()[self.code]["vi"], self.params)
+        return _render(codes()[self.code]["vi"], self.params, "vi")
 
     @property
     def message_en(self) -> str:
-        return _render(codes()[self.code]["en"], self.params)
+        return _render(codes()[self.code]["en"], self.params, "en")
 
     @property
     def is_error(self) -> bool:
@@ -85,6 +92,8 @@ def _jsonable(v: Any) -> Any:
         return v
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
     return str(v)
 
 

@@ -85,18 +85,12 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def print_findings(findings: list[dict], limit: int | None = None) -> None:
-    from rich.table import Table
-
-    if not findings:
-        return
-    t = Table(show_header=True, header_style="bold", expand=False)
-    t.add_column("Mức / Severity")
-    t.add_column("Mã / Code")
-    t.add_column("Vị trí / Where", overflow="fold")
-    t.add_column("Nội dung / Message", overflow="fold")
+    """Findings as a list that reads well in a narrow terminal: code and place, then Vietnamese, then English."""
+    mark = {"error": "✗", "warning": "!", "info": "·"}
     for f in findings[:limit]:
-        t.add_row(f"[{SEVERITY_STYLE.get(f['severity'], '')}]{f['severity']}[/]", f["code"], f["where"],
-                  f"{f['message_vi']}\n[dim]{f['message_en']}[/]")
-    out.print(t)
+        style = SEVERITY_STYLE.get(f["severity"], "")
+        out.print(f"[{style}]{mark.get(f['severity'], '-')} {f['code']}[/]  [bold]{f['where']}[/]")
+        out.print(f"    {f['message_vi']}")
+        out.print(f"    [dim]{f['message_en']}[/]")
     if limit is not None and len(findings) > limit:
-        out.print(f"… {len(findings) - limit} more; use --json for all.")
+        out.print(f"… {len(findings) - limit} more / còn nữa; use --json for all.")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..digest import hash_file
-from ..findings import Finding, Report
+from ..findings import Finding, Report, bilingual
 from ..progress import NullProgress, Progress
 from .fields import check_row, parse_date
 from .package import SYSTEM_FILES, Package
@@ -154,10 +154,11 @@ def _check_identifiers(v: Validation, docs: list[DocPlan], profile: Profile,
             val = row.get(key)
             if val and not part_rx.match(val):
                 report.add("E-ID-MALFORMED", row.where(key), fc, value=val, field=key,
-                           detail="chỉ dùng chữ, số, '-' và '_' / letters, digits, '-' and '_' only")
+                           detail=bilingual("chỉ dùng chữ, số, '-' và '_'", "letters, digits, '-' and '_' only"))
         if bad:
             report.add("E-ID-MALFORMED", row.where("fileCode"), fc, value=fc, field="fileCode",
-                       detail=f"phần không hợp lệ / bad part: {', '.join(repr(b) for b in bad)}")
+                       detail=bilingual(f"phần không hợp lệ: {', '.join(repr(b) for b in bad)}",
+                                        f"bad part: {', '.join(repr(b) for b in bad)}"))
         expected = ".".join(row.get(k) for k in parts_keys)
         if all(row.get(k) for k in parts_keys) and fc != expected:
             report.add("E-ID-FILECODE-PARTS", row.where("fileCode"), fc, value=fc, expected=expected)
@@ -182,7 +183,8 @@ def _check_identifiers(v: Validation, docs: list[DocPlan], profile: Profile,
         ordinal = doc.record.get("docOrdinal")
         if not all(part_rx.match(p) for p in dc.split(".")):
             report.add("E-ID-MALFORMED", row.where("docCode"), dossier, value=dc, field="docCode",
-                       detail="chỉ dùng chữ, số, '-', '_' và '.' giữa các phần / letters, digits, '-', '_', dots between parts")
+                       detail=bilingual("chỉ dùng chữ, số, '-', '_' và dấu '.' giữa các phần",
+                                        "letters, digits, '-', '_', and dots between parts"))
         elif fc and isinstance(ordinal, int):
             expected = f"{fc}.{ordinal:0{digits}d}"
             if dc != expected:

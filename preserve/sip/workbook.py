@@ -16,7 +16,7 @@ from pathlib import Path
 
 from openpyxl.utils import get_column_letter
 
-from ..findings import Finding
+from ..findings import Finding, bilingual
 from .profile import Profile, Sheet, fold
 
 WORKBOOK_NAME = "mucluc.xlsx"
@@ -150,7 +150,10 @@ def read_workbook(root: Path, profile: Profile) -> Workbook:
     wb = Workbook()
     found = find_workbook(root)
     if found is None:
-        wb.findings.append(Finding("E-WB-MISSING", str(root.name)))
+        near = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in (".xls", ".xlsx", ".ods", ".csv"))
+        detail = (bilingual(f"có: {', '.join(near[:5])}", f"found: {', '.join(near[:5])}") if near else
+                  bilingual("không có bảng tính nào", "no spreadsheet there"))
+        wb.findings.append(Finding("E-WB-MISSING", str(root.name), {"detail": detail}))
         return wb
     kind, files = found
     wb.files = files
@@ -207,7 +210,10 @@ def _read_csv(files: list[Path], profile: Profile, wb: Workbook) -> None:
         try:
             text = path.read_bytes().decode("utf-8-sig")
         except (UnicodeDecodeError, OSError) as e:
-            wb.findings.append(Finding("E-WB-UNREADABLE", path.name, {"path": path.name, "detail": f"not UTF-8 text ({e})"}))
+            at = getattr(e, "start", "?")
+            wb.findings.append(Finding("E-WB-UNREADABLE", path.name, {"path": path.name, "detail": bilingual(
+                f"không phải văn bản UTF-8 (byte {at}); hãy lưu lại tệp dạng 'CSV UTF-8'",
+                f"not UTF-8 text (byte {at}); save the file again as 'CSV UTF-8'")}))
             continue
         try:
             dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
