@@ -56,7 +56,22 @@ class Repository:
 
     @classmethod
     def open(cls, path: Path | str) -> "Repository":
-        return cls(Settings.load(Path(path)))
+        repo = cls(Settings.load(Path(path)))
+        repo._recover_if_needed()
+        return repo
+
+    def _recover_if_needed(self) -> None:
+        """An ingest killed between publishing and registering leaves a journal: undo it before anything reads
+        the repository, unless another ingest holds the lock (it recovers itself)."""
+        from .errors import StorageError
+        from .ingest import JOURNAL_SUFFIX
+
+        staging = self.settings.staging
+        if staging.is_dir() and any(staging.glob(f"*{JOURNAL_SUFFIX}")):
+            try:
+                self.recover()
+            except (UsageError, StorageError):
+                pass  # an ingest is running, or the tier is unreachable: the next ingest recovers
 
     @property
     def catalog(self):
