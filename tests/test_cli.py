@@ -165,3 +165,21 @@ def test_keys_generate_replace_keeps_the_old_pair(tmp_path):
     assert (root / "keys/signing-cert.pem").read_bytes() != old
     assert [q for q in (root / "keys").iterdir() if q.name.startswith("signing-cert.pem.")]
     assert (root / "keys/signing-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_user_errors_exit_2_and_say_what_to_do(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "something.txt").write_text("x")
+    p = run("init", busy)
+    assert p.returncode == 2 and "empty" in p.stderr
+    p = run("sample-sip", tmp_path / "s", "--defects", "no-such-defect")
+    assert p.returncode == 2 and "--list-defects" in p.stderr
+    assert run("sample-sip", tmp_path / "s2", "--dossiers", "1", "--docs", "1").returncode == 0
+    p = run("sample-sip", tmp_path / "s2", "--dossiers", "1", "--docs", "1")
+    assert p.returncode == 2 and "→" in p.stderr
+    root = tmp_path / "r"
+    run("init", root)
+    (root / "preserve.toml").write_text("[repository\nbroken", encoding="utf-8")
+    p = run("aips", "list", "--repo", root)
+    assert p.returncode == 2 and "not valid TOML" in p.stderr and "→" in p.stderr

@@ -138,3 +138,53 @@ def test_catalog_lists_every_payload_file_with_the_bag_digests(repo, batch):
         assert a["bytes"] == octets and len(info["files"]) == count
         manifest = dict(line.split("  ", 1)[::-1] for line in (d / "manifest-sha256.txt").read_text().splitlines())
         assert {f"data/{f['path']}": f["sha256"] for f in info["files"]} == manifest
+
+
+def _retarget_checksum(root: Path, rel: str, new_rel: str) -> None:
+    import hashlib
+
+    lines = []
+    for line in (root / "checksums.sha256").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        if name == rel:
+            name = new_rel
+            digest = hashlib.sha256((root / new_rel).read_bytes()).hexdigest()
+        lines.append(f"{digest}  {name}")
+    (root / "checksums.sha256").write_text("\n".join(lines) + "\n")
+
+
+def test_tiff_master_and_excel_typed_cells_are_ingested(repo, tmp_path):
+    """A 300-dpi multi-page TIFF instead of a PDF, and cells Excel stores as dates and numbers."""
+    import datetime as dt
+
+    import openpyxl
+    from PIL import Image
+
+    from preserve.sip.profile import fold
+
+    info = make_sample(tmp_path / "b", dossiers=1, docs=2, seed=71)
+    wb = openpyxl.load_workbook(info.root / "mucluc.xlsx")
+    ws = wb["TaiLieu"]
+    cols = {fold(c.value): c.column for c in ws[1] if c.value}
+    col = lambda *names: next(cols[fold(n)] for n in names if fold(n) in cols)  # noqa: E731
+    file_col = col("file", "Tệp")
+    rel = ws.cell(2, file_col).value
+    pages = info.pages[ws.cell(2, col("docCode", "Mã định danh tài liệu")).value]
+    frames = [Image.new("RGB", (2480, 3508), (235, 225, 200)) for _ in range(pages)]  # A4 at 300 dpi
+    new_rel = rel[:-4] + ".tif"
+    frames[0].save(info.root / new_rel, save_all=True, append_images=frames[1:], dpi=(300, 300), compression="jpeg")
+    (info.root / rel).unlink()
+    ws.cell(2, file_col, new_rel)
+    issued = col("issuedDate", "Ngày tháng năm văn bản")
+    ws.cell(3, issued).value = dt.datetime(1966, 4, 12)
+    ws.cell(3, col("numberOfPage", "Số lượng trang")).value = float(ws.cell(3, col("numberOfPage", "Số lượng trang")).value)
+    wb.save(info.root / "mucluc.xlsx")
+    _retarget_checksum(info.root, rel, new_rel)
+    _retarget_checksum(info.root, "mucluc.xlsx", "mucluc.xlsx")
+    res = repo.ingest(info.root)
+    assert res.refused == [], res.to_dict()
+    aip = repo.show_aip(res.aips[0]["id"])
+    tif = [f for f in aip["files"] if f["path"].endswith(".tif")]
+    assert len(tif) == 1 and tif[0]["mime"] == "image/tiff" and tif[0]["puid"]
+    issued_iso = {d["docCode"]: d.get("issuedDate") for d in aip["documents"]}
+    assert "1966-04-12" in issued_iso.values()
