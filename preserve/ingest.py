@@ -155,16 +155,21 @@ def check_tier(tier_root: Path) -> Path:
     return tier_root
 
 
+def _new_quarantine_dir(quarantine: Path, name: str) -> Path:
+    """A new folder quarantine/<name>[-N] with a file-system-safe name."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    dest, n = quarantine / safe, 1
+    while dest.exists():
+        n += 1
+        dest = quarantine / f"{safe}-{n}"
+    dest.mkdir(parents=True)
+    return dest
+
+
 def quarantine_dossier(quarantine: Path, validation: Validation, file_code: str, findings: list[Finding],
                        stamp: str) -> Path:
     """Copy a refused dossier (its scans, the workbook) with its report into quarantine/. Nothing else changes."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in file_code)
-    dest = quarantine / f"{stamp}-{safe}"
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = quarantine / f"{stamp}-{safe}-{n}"
-    dest.mkdir(parents=True)
+    dest = _new_quarantine_dir(quarantine, f"{stamp}-{file_code}")
     plan = validation.dossiers.get(file_code)
     if plan is not None:
         for doc in plan.documents:
@@ -183,12 +188,7 @@ def quarantine_dossier(quarantine: Path, validation: Validation, file_code: str,
 def quarantine_batch(quarantine: Path, validation: Validation, stamp: str) -> Path:
     """A batch refused as a whole: copy what was received, as received (links are not followed)."""
     src = validation.package.source
-    dest = quarantine / f"{stamp}-batch-{src.stem}"
-    n = 1
-    while dest.exists():
-        n += 1
-        dest = quarantine / f"{stamp}-batch-{src.stem}-{n}"
-    dest.mkdir(parents=True)
+    dest = _new_quarantine_dir(quarantine, f"{stamp}-batch-{src.stem}")
     if src.is_file():
         shutil.copy2(src, dest / src.name)
     else:
