@@ -54,14 +54,14 @@ def main() -> int:
         work = Path(tmp)
         info = make_sample(work / "batch", dossiers=a.dossiers, docs=a.docs, seed=99, pages=(2, 6))
         size = sum(p.stat().st_size for p in info.root.rglob("*") if p.is_file())
-        pages = sum(1 for _ in info.doc_codes)
+        pages = sum(info.pages.values())
         p_times, o_times = [], []
         for _ in range(a.rounds):  # interleaved, so both see the same cache state and machine load
             p_times.append(peer(info.root, work))
             o_times.append(ours(info.root, work))
         p, o = statistics.median(p_times), statistics.median(o_times)
         mb = size / 2**20
-        print(f"batch: {a.dossiers} dossiers, {len(info.doc_codes)} documents, {mb:.1f} MiB")
+        print(f"batch: {a.dossiers} dossiers, {len(info.doc_codes)} documents, {pages} pages, {mb:.1f} MiB")
         print(f"bagit make_bag(sha256+sha512)+copy: median {p:.3f} s ({mb / p:.0f} MiB/s) over {a.rounds} rounds")
         print(f"preserve ingest (validate+AIP+sign+catalog): median {o:.3f} s ({mb / o:.0f} MiB/s)")
         print(f"ratio preserve/bagit: {o / p:.2f}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Iterable
 
 DEFAULT_ALGORITHMS = ("sha256", "sha512")

@@ -62,12 +62,9 @@ def test_sheet_missing(batch):
     assert "E-WB-SHEET-MISSING" in _validate(batch).report.codes()
 
 
-def test_column_duplicate_and_empty_row_and_no_rows(batch, tmp_path):
+def test_column_duplicate_and_no_rows(batch, tmp_path):
     def dup(ws, wb):
-        c = _col(ws, "title", "Tiêu đề hồ sơ")
-        ws.cell(1, ws.max_column + 1, "title")
-        ws.cell(ws.max_row + 2, ws.max_column + 1, "")  # a blank row with a stray cell in an unknown column
-        ws.cell(ws.max_row, 1, None)
+        ws.cell(1, ws.max_column + 1, "title")  # a second column for the dossier title
     _edit_sheet(batch, "HoSo", dup)
     codes_ = _validate(batch).report.codes()
     assert "E-WB-COLUMN-DUPLICATE" in codes_

@@ -1,7 +1,5 @@
 """Faults a user or the machine can cause during ingest: an unmounted tier, a full disk, a second ingest."""
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path

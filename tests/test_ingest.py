@@ -1,14 +1,11 @@
 """Ingest end to end: real sample batches in, AIPs checked with bagit.py, the XSDs, openssl and the catalog."""
 
 import json
-import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import bagit
-import pytest
 from lxml import etree
 
 from preserve.aip.build import SIGNATURE_NAME

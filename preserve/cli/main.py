@@ -73,7 +73,7 @@ def validate(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip,
             finally:
                 if r:
                     r.close()
-            data = {"valid": not v.batch_refused and not v.refused(), **{"findings": v.report.to_dict()["findings"]},
+            data = {"valid": not v.batch_refused and not v.refused(), "findings": v.report.to_dict()["findings"],
                     "dossiers": len(v.dossiers), "accepted": [d.file_code for d in v.accepted()], "refused": v.refused()}
     if json_:
         emit_json(data)
@@ -97,11 +97,8 @@ def ingest(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip, o
            repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """Validate, then store one signed AIP per valid dossier. Exit 1 if anything was refused."""
     with handled():
-        r = _open(repo)
-        try:
+        with _open(repo) as r:
             res = r.ingest(sip, strict=strict, officer=officer, progress=RichProgress(not json_))
-        finally:
-            r.close()
     data = res.to_dict()
     if json_:
         emit_json(data)
@@ -126,12 +123,9 @@ def aips_list(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     from rich.table import Table
 
     with handled():
-        r = _open(repo)
-        try:
+        with _open(repo) as r:
             rows = [{k: a[k] for k in ("id", "fileCode", "version", "documents", "pages", "bytes")} | {"created": a.get("created")}
                     for a in r.list_aips()]
-        finally:
-            r.close()
     if json_:
         emit_json(rows)
         return
@@ -148,11 +142,8 @@ def aips_show(aip_id: str = typer.Argument(..., help="AIP id (uuid-…)"), repo:
               json_: bool = JsonOpt) -> None:
     """One AIP: metadata, files with digests and formats, replicas and events."""
     with handled():
-        r = _open(repo)
-        try:
+        with _open(repo) as r:
             info = r.show_aip(aip_id)
-        finally:
-            r.close()
     if json_:
         emit_json(info)
         return
@@ -178,12 +169,9 @@ def events(aip: Optional[str] = typer.Option(None, "--aip", help="Only events of
            repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """PREMIS events from the catalog's hash-chained log."""
     with handled():
-        r = _open(repo)
-        try:
+        with _open(repo) as r:
             evs = r.events(aip, limit)
             problems = r.catalog.verify_chain() if verify else []
-        finally:
-            r.close()
     if json_:
         emit_json({"events": evs, "chain_problems": problems} if verify else evs)
     else:
@@ -205,9 +193,8 @@ def keys_import(key: Path = typer.Argument(..., help="Private key (PEM, unencryp
                 repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """Replace the signing key and certificate with the organisation's own."""
     with handled():
-        r = _open(repo)
-        info = r.import_keys(key, cert)
-        r.close()
+        with _open(repo) as r:
+            info = r.import_keys(key, cert)
     emit_json(info) if json_ else out.print(f"[green]Đã nhập khóa / keys imported:[/] {info['subject']}")
 
 
@@ -217,9 +204,8 @@ def keys_generate(organisation: Optional[str] = typer.Option(None, help="Name in
                   repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """Make a new RSA-3072 signing key and self-signed certificate."""
     with handled():
-        r = _open(repo)
-        info = r.generate_keys(organisation, replace)
-        r.close()
+        with _open(repo) as r:
+            info = r.generate_keys(organisation, replace)
     emit_json(info) if json_ else out.print(f"[green]Đã tạo khóa / keys generated:[/] {info['subject']}")
 
 
@@ -227,9 +213,8 @@ def keys_generate(organisation: Optional[str] = typer.Option(None, help="Name in
 def keys_show(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """The signing certificate in use."""
     with handled():
-        r = _open(repo)
-        info = r.key_info()
-        r.close()
+        with _open(repo) as r:
+            info = r.key_info()
     if json_:
         emit_json(info)
     else:
@@ -303,11 +288,8 @@ def demo(repo: Path = typer.Option(Path("demo-data"), "--repo", help="Where to p
 def recover(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     """Undo what an interrupted ingest left behind (also done automatically before each ingest)."""
     with handled():
-        r = _open(repo)
-        try:
+        with _open(repo) as r:
             done = r.recover()
-        finally:
-            r.close()
     emit_json({"actions": done}) if json_ else out.print("\n".join(done) or "Nothing to recover / không có gì cần khôi phục.")
 
 

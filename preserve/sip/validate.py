@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..digest import hash_file
-from ..findings import Finding, Report, bilingual
+from ..findings import Report, bilingual
 from ..progress import NullProgress, Progress
 from .fields import check_row, parse_date
 from .package import SYSTEM_FILES, Package
@@ -145,7 +145,7 @@ def _check_identifiers(v: Validation, docs: list[DocPlan], profile: Profile,
 
     seen: dict[str, list[int]] = {}
     for d in v.dossiers.values():
-        rec, row = d.record, d.row
+        row = d.row
         fc = row.get("fileCode")
         if not fc:
             continue

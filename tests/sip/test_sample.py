@@ -6,7 +6,6 @@ batch as its description says, and that the codes it names exist in the registry
 
 import csv
 import hashlib
-import io
 import re
 import unicodedata
 import zipfile
