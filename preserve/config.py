@@ -21,8 +21,10 @@ def default_repo_path() -> Path:
     return Path(os.environ.get("PRESERVE_HOME") or "preserve-data")
 
 
-def default_settings(organisation: str = DEFAULT_ORGANISATION) -> dict[str, Any]:
-    return {
+def default_settings(organisation: str = DEFAULT_ORGANISATION, offsite: bool = True) -> dict[str, Any]:
+    """The preserve.toml that `preserve init` writes. Without `offsite` there is no restic tier and the policy is
+    "local-only" (two local copies), for a repository whose off-site copy is not set up yet."""
+    data = {
         "repository": {
             "organisation": organisation,
             "profile": "vn-party-archive",
@@ -40,6 +42,10 @@ def default_settings(organisation: str = DEFAULT_ORGANISATION) -> dict[str, Any]
         "keys": {"signing_key": "keys/signing-key.pem", "signing_cert": "keys/signing-cert.pem"},
         "limits": {"zip_max_bytes": 200 * 2**30, "zip_max_ratio": 200, "zip_max_entries": 200000},
     }
+    if not offsite:
+        del data["tiers"]["offsite"]
+        data["policy"]["name"] = "local-only"
+    return data
 
 
 @dataclass

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .aip.build import BuildRefused, aip_rel_path, build_aip, new_aip_id, verify_staged
 from .aip.model import Event
@@ -49,9 +49,13 @@ class IngestResult:
     refused: list[dict] = field(default_factory=list)     # {"fileCode", "findings", "quarantine"}
     findings: list[Finding] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
+    replication: Any = None                               # ReplicationResult of the new AIPs, or None
 
     def to_dict(self) -> dict:
-        return {"aips": self.aips, "refused": self.refused, "findings": [f.to_dict() for f in self.findings]}
+        d = {"aips": self.aips, "refused": self.refused, "findings": [f.to_dict() for f in self.findings]}
+        if self.replication is not None:
+            d["replication"] = self.replication.to_dict()
+        return d
 
 
 def now_iso(tz: str = "+07:00") -> str:
@@ -146,12 +150,9 @@ def publish(built_dir: Path, staging: Path, tier_root: Path, aip_id: str) -> str
 
 def check_tier(tier_root: Path) -> Path:
     """A local tier must be there and writable. An absent folder is an unmounted disk, never created here."""
-    if not tier_root.is_dir():
-        raise StorageError(f"The primary tier {tier_root} is not reachable (folder absent: an unmounted disk?).",
-                           hint="Mount the disk or fix the tier's path in preserve.toml, then run the command again.")
-    if not os.access(tier_root, os.W_OK):
-        raise StorageError(f"The primary tier {tier_root} is not writable.",
-                           hint="Check its mount (read-only?) and permissions, then run the command again.")
+    from .storage.local import check_local_root
+
+    check_local_root("primary", tier_root)
     return tier_root
 
 

@@ -6,13 +6,13 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    def start(self, label: str, total: int | None) -> None: ...
+    def start(self, label: str, total: int | None, unit: str = "items") -> None: ...  # unit: items | bytes
     def advance(self, n: int = 1) -> None: ...
     def done(self) -> None: ...
 
 
 class NullProgress:
-    def start(self, label: str, total: int | None) -> None:
+    def start(self, label: str, total: int | None, unit: str = "items") -> None:
         pass
 
     def advance(self, n: int = 1) -> None:

@@ -24,11 +24,14 @@ class Repository:
         self.settings = settings
         self.root = settings.root
         self._catalog = None
+        self._policy = None
+        self._tiers: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def init(cls, path: Path, organisation: str | None = None, *, offsite: bool = True) -> "Repository":
-        """Create a repository with the default layout, keys, catalog and (if restic is here) the off-site repo."""
+        """Create a repository with the default layout, keys, catalog and (unless `offsite` is False) the local
+        restic off-site repository. Nothing is written when restic is needed and absent."""
         from .keys import generate_keys
 
         root = Path(path).resolve()
@@ -37,11 +40,19 @@ class Repository:
                              hint="Use it as it is (--repo), or choose another folder for a new one.")
         if root.exists() and any(p for p in root.iterdir() if p.name not in (".", "..")):
             raise UsageError(f"{root} exists and is not empty.", hint="Choose an empty or new folder.")
+        if offsite and shutil.which("restic") is None:
+            _restic_init(root / "offsite", root / "keys" / "restic-password")  # raises: says what to install
         for d in LAYOUT_DIRS:
-            (root / d).mkdir(parents=True, exist_ok=True)
+            if d != "offsite" or offsite:
+                (root / d).mkdir(parents=True, exist_ok=True)
         os.chmod(root / "keys", 0o700)
-        data = default_settings(organisation or DEFAULT_ORGANISATION)
+        data = default_settings(organisation or DEFAULT_ORGANISATION, offsite=offsite)
         settings = Settings(root, data)
+        from .storage.local import write_marker
+
+        for name, spec in data["tiers"].items():
+            if spec["kind"] == "local":
+                write_marker(name, settings.path(spec["path"]))
         generate_keys(root / "keys", settings.organisation)
         pw = root / "keys" / "restic-password"
         fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -83,6 +94,9 @@ class Repository:
         return self._catalog
 
     def close(self) -> None:
+        for t in self._tiers.values():
+            t.close()
+        self._tiers.clear()
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
@@ -100,7 +114,9 @@ class Repository:
                             scratch=self.settings.staging, progress=progress, limits=self._limits())
 
     def ingest(self, sip: Path, *, strict: bool | None = None, officer: str | None = None,
-               progress: Progress | None = None):
+               progress: Progress | None = None, replicate: bool = True):
+        """Validate and store a batch, then copy the new AIPs to the policy's other tiers (a failed copy leaves
+        the AIP stored and under-replicated: see `replicate`)."""
         from .ingest import check_tier, ingest_lock, ingest_validated, recover
         from .keys import load_signer
 
@@ -113,10 +129,13 @@ class Repository:
                                       scratch=self.settings.staging, progress=progress, limits=self._limits(),
                                       verify_checksums=False)
             try:
-                return ingest_validated(validation, settings=self.settings, catalog=self.catalog, signer=signer,
-                                        officer=officer or self.settings.officer, progress=progress)
+                result = ingest_validated(validation, settings=self.settings, catalog=self.catalog, signer=signer,
+                                          officer=officer or self.settings.officer, progress=progress)
             finally:
                 validation.package.close()
+            if result.aips and replicate:
+                result.replication = self.replicate([a["id"] for a in result.aips], progress=progress, wait=True)
+            return result
 
     def recover(self) -> list[str]:
         from .ingest import check_tier, ingest_lock, recover
@@ -149,6 +168,93 @@ class Repository:
     def aip_dir(self, aip_id: str, tier: str | None = None) -> Path:
         info = self.show_aip(aip_id)
         return self.settings.tier_path(tier or self.settings.primary_tier) / info["path"]
+
+    # ------------------------------------------------------------------ storage
+    def policy(self):
+        """The storage policy named in preserve.toml ([policy] name), validated; ConfigError listing the
+        findings when it has errors."""
+        if self._policy is None:
+            self._policy = self.load_policy()[0]
+        return self._policy
+
+    def load_policy(self, name: str | None = None):
+        """(policy, findings): the findings of loading and validating it; raises ConfigError on errors."""
+        from .errors import ConfigError
+        from .policy import load_policy, shipped_policies_dir
+
+        name = name or (self.settings.data.get("policy") or {}).get("name") or "default"
+        policy, findings = load_policy(name, self.settings.tiers,
+                                       [self.root / "storage_policies", shipped_policies_dir()])
+        errors = [f for f in findings if f.is_error]
+        if policy is None or errors:
+            lines = "; ".join(f"{f.code}: {f.message_en}" for f in errors) or "unknown error"
+            raise ConfigError(f"The storage policy '{name}' cannot be used: {lines}",
+                              hint="Fix the policy YAML (storage_policies/) or the [tiers] of preserve.toml; "
+                                   "`preserve policy check` lists every finding.")
+        return policy, findings
+
+    def tier(self, name: str):
+        """The storage tier declared as [tiers.NAME] in preserve.toml (opened once per Repository)."""
+        from .errors import ConfigError
+        from .storage import open_tier
+
+        if name not in self._tiers:
+            spec = self.settings.tiers.get(name)
+            if spec is None:
+                raise ConfigError(f"No tier named '{name}' in preserve.toml.",
+                                  hint=f"Declared tiers: {', '.join(self.settings.tiers) or 'none'}.")
+            self._tiers[name] = open_tier(name, spec, self.root)
+        return self._tiers[name]
+
+    def init_tier(self, name: str) -> dict[str, Any]:
+        """Prepare a new, empty tier for use (folder and marker, or `restic init`); idempotent."""
+        tier = self.tier(name)
+        setup = getattr(tier, "initialise", None)
+        if setup is None:
+            raise UsageError(f"Tier '{name}' (kind {tier.kind}) is set up outside preserve.",
+                             hint="Create its base folder or bucket on the server, then run `preserve tiers status`.")
+        setup()
+        tier.check()
+        return {"tier": name, "kind": tier.kind, "location": tier.location}
+
+    def tiers(self) -> dict[str, Any]:
+        return {name: self.tier(name) for name in self.settings.tiers}
+
+    def alerter(self):
+        from .alerts import Alerter
+
+        return Alerter.for_settings(self.settings)
+
+    def replicate(self, aip_ids: list[str] | None = None, tier: str | None = None, *,
+                  progress: Progress | None = None, wait: bool = False):
+        """Copy every AIP (or those named) to each copy tier of the policy (or only `tier`) that lacks a verified
+        copy; read each copy back. Idempotent. Returns a ReplicationResult."""
+        from .ingest import now_iso
+        from .replication import Replicator, replication_lock
+
+        policy = self.policy()
+        with replication_lock(self.settings.staging, wait=wait):
+            rep = Replicator(catalog=self.catalog, policy=policy, tiers=self.tiers(), alerter=self.alerter(),
+                             now=lambda: now_iso(self.settings.timezone), scratch=self.settings.staging,
+                             progress=progress)
+            return rep.run(aip_ids, tier)
+
+    def tiers_status(self) -> list[dict[str, Any]]:
+        from .storagestatus import tiers_status
+
+        return tiers_status(self.tiers(), self.policy(), self.catalog, self.alerter())
+
+    def offsite_backup(self, progress: Progress | None = None) -> dict[str, Any]:
+        """Incremental backup to the restic tier(s): AIPs it lacks (verified from the snapshot) and the event log."""
+        from .offsite import backup
+
+        return backup(self, progress)
+
+    def offsite_check(self, subset: str | None = None) -> dict[str, Any]:
+        """`restic check --read-data-subset`, rotating through the policy's parts when `subset` is None."""
+        from .offsite import check
+
+        return check(self, subset)
 
     # ------------------------------------------------------------------ keys
     def import_keys(self, key: Path, cert: Path) -> dict[str, Any]:
@@ -218,7 +324,9 @@ def open_repository(path: Path | str | None) -> Repository:
 def _restic_init(repo: Path, password_file: Path) -> None:
     restic = shutil.which("restic")
     if restic is None:
-        return  # the storage layer reports a missing restic when the off-site tier is used
+        raise UsageError("restic is not installed, so the off-site repository cannot be created.",
+                         hint="Install it (`apt-get install restic`), or run `preserve init --no-offsite` and add the "
+                              "off-site tier later (docs/storage.md).")
     if (repo / "config").exists():
         return
     proc = subprocess.run([restic, "init", "--repo", str(repo), "--password-file", str(password_file), "--json",

@@ -50,6 +50,10 @@ def test_full_disk_leaves_nothing_half_written(repo, tmp_path, small_fs, where):
     target = repo.root / ("staging" if where == "staging" else "tiers/primary")
     target.rmdir()
     target.symlink_to(small_fs)  # the folder now lives on the small filesystem
+    if where == "tier":
+        from preserve.storage.local import write_marker
+
+        write_marker("primary", small_fs)  # a new disk set up for the tier (`preserve tiers init`)
     p = subprocess.run([PRESERVE, "ingest", str(info.root), "--repo", str(repo.root)], capture_output=True, text=True)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "Free space" in p.stderr

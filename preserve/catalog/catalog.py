@@ -155,7 +155,7 @@ class Catalog:
             chain.append(s, chain.lock_head(s), [event], aip_id)
 
     def set_replica(self, aip_id: str, tier: str, location: str, status: str, verified_at: str | None = None,
-                    events: Iterable[Event] = ()) -> None:
+                    events: Iterable[Event] = (), detail: str | None = None) -> None:
         """Create or update the replica of an AIP on a tier, and append the events that tell why (replication,
         fixity check, repair), in one transaction. `verified_at` None keeps the previous value."""
         if status not in REPLICA_STATUSES:
@@ -166,9 +166,10 @@ class Catalog:
                 raise CatalogError(f"AIP {aip_id} is not in the catalog")
             row = s.exec(select(Replica).where(Replica.aip_id == aip_id, Replica.tier == tier)).first()
             if row is None:
-                row = Replica(aip_id=aip_id, tier=tier, location=location, status=status, verified_at=verified_at)
+                row = Replica(aip_id=aip_id, tier=tier, location=location, status=status, verified_at=verified_at,
+                              detail=detail)
             else:
-                row.location, row.status = location, status
+                row.location, row.status, row.detail = location, status, detail
                 if verified_at is not None:
                     row.verified_at = verified_at
             s.add(row)
@@ -241,6 +242,23 @@ class Catalog:
             return [{"aip": r.aip_id, **_replica_dict(r)}
                     for r in s.exec(query.order_by(Replica.aip_id, Replica.tier))]
 
+    def replication_state(self, aip_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every AIP version (or those named) with what replication needs: {id, fileCode, version, path, bytes,
+        tagmanifest_sha256, replicas: {tier: status}}, by creation time."""
+        wanted = None if aip_ids is None else set(aip_ids)
+        with read_session(self.engine) as s:
+            reps: dict[str, dict[str, str]] = {}
+            for aip_id, tier, status in s.exec(select(Replica.aip_id, Replica.tier, Replica.status)):
+                reps.setdefault(aip_id, {})[tier] = status
+            out = []
+            for a in s.exec(select(AipRecord).order_by(AipRecord.created, AipRecord.file_code, AipRecord.version)):
+                if wanted is not None and a.id not in wanted:
+                    continue
+                out.append({"id": a.id, "fileCode": a.file_code, "version": a.version, "path": a.path,
+                            "bytes": a.bytes, "tagmanifest_sha256": a.tagmanifest_sha256,
+                            "replicas": reps.get(a.id, {})})
+            return out
+
     def events(self, aip_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Events in chain order (all, or those of one AIP); with `limit`, the last `limit` of them."""
         with read_session(self.engine) as s:
@@ -253,6 +271,19 @@ class Catalog:
             else:
                 rows = list(s.exec(query.order_by(EventRecord.seq)))
             return [chain.row_dict(r) for r in rows]
+
+    def iter_events(self, batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every event in chain order, read `batch` at a time (bounded memory for an export)."""
+        last = 0
+        while True:
+            with read_session(self.engine) as s:
+                rows = list(s.exec(select(EventRecord).where(EventRecord.seq > last)
+                                   .order_by(EventRecord.seq).limit(batch)))
+                out = [chain.row_dict(r) for r in rows]
+            if not out:
+                return
+            yield from out
+            last = out[-1]["seq"]
 
     def chain_head(self) -> dict[str, Any]:
         """The last event's seq and hash: anchor it elsewhere to make a rewrite of the whole log detectable."""
@@ -285,4 +316,5 @@ class Catalog:
 
 
 def _replica_dict(row: Replica) -> dict[str, Any]:
-    return {"tier": row.tier, "path": row.location, "status": row.status, "last_verified": row.verified_at}
+    return {"tier": row.tier, "path": row.location, "status": row.status, "last_verified": row.verified_at,
+            "detail": row.detail}

@@ -180,6 +180,7 @@ class Replica(CatalogModel, table=True):
     location: str                                    # path or URL on that tier
     status: str = REPLICA_PENDING
     verified_at: str | None = None                   # ISO 8601 with offset
+    detail: str | None = None                        # why the last copy or check failed
 
 
 class EventRecord(CatalogModel, table=True):

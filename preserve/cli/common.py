@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,9 +11,14 @@ from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
 
 from ..errors import PreserveError
+
+# The CLI prints the alerts a command raised itself (and they are in the alert log); without this the
+# `preserve.alerts` logger would print each one a second time on stderr.
+logging.getLogger("preserve.alerts").addHandler(logging.NullHandler())
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -51,16 +57,19 @@ def handled() -> Iterator[None]:
 class RichProgress:
     """preserve.progress.Progress on stderr, so --json output on stdout stays clean."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, unit: str = "items"):
+        self.unit = unit  # "bytes": bars count bytes and show the transfer speed
         self._p: Progress | None = None
         self._task = None
         self.enabled = enabled and err.is_terminal
 
-    def start(self, label: str, total: int | None) -> None:
+    def start(self, label: str, total: int | None, unit: str | None = None) -> None:
         if not self.enabled:
             return
         self.done()
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        counts = ((DownloadColumn(binary_units=True), TransferSpeedColumn()) if (unit or self.unit) == "bytes"
+                  else (MofNCompleteColumn(),))
+        self._p = Progress(TextColumn("{task.description}"), BarColumn(), *counts, TimeElapsedColumn(),
                            TimeRemainingColumn(), console=err, transient=False)
         self._p.start()
         self._task = self._p.add_task(label, total=total)

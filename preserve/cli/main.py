@@ -31,20 +31,27 @@ def _main(version: bool = typer.Option(False, "--version", help="Print the versi
 @app.command()
 def init(path: Path = typer.Argument(..., help="Folder for the new repository."),
          organisation: Optional[str] = typer.Option(None, help="Archive name, used in AIPs and the certificate."),
+         offsite: bool = typer.Option(True, "--offsite/--no-offsite",
+                                      help="Create the local restic off-site repository (default). --no-offsite: "
+                                           "two local copies only (policy local-only) until one is set up."),
          json_: bool = JsonOpt) -> None:
     """Create a repository: settings, catalog, tiers, keys and the off-site restic repository."""
     from ..repository import Repository
 
     with handled():
-        repo = Repository.init(path, organisation)
+        repo = Repository.init(path, organisation, offsite=offsite)
         info = {"path": str(repo.root), "config": str(repo.root / "preserve.toml"), "catalog": repo.settings.catalog_url,
-                "key": str(repo.settings.signing_key), "certificate": str(repo.settings.signing_cert)}
+                "key": str(repo.settings.signing_key), "certificate": str(repo.settings.signing_cert),
+                "tiers": {n: t.location for n, t in repo.tiers().items()}, "policy": repo.policy().name}
         repo.close()
     if json_:
         emit_json(info)
     else:
         out.print(f"[green]Đã tạo kho / Repository created:[/] {info['path']}")
         out.print(f"  settings: {info['config']}\n  signing key: {info['key']} (mode 0600)")
+        for name, where in info["tiers"].items():
+            out.print(f"  tier {name}: {where}")
+        out.print(f"  storage policy: {info['policy']}")
         out.print("  next: [bold]preserve validate BATCH[/] then [bold]preserve ingest BATCH[/]")
 
 
@@ -95,7 +102,8 @@ def ingest(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip, o
                                                  help="Refuse the whole batch on any problem (default: [ingest] strict)."),
            officer: Optional[str] = typer.Option(None, help="Officer responsible (default: settings, else $USER)."),
            repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
-    """Validate, then store one signed AIP per valid dossier. Exit 1 if anything was refused."""
+    """Validate, then store one signed AIP per valid dossier and copy it to the policy's other tiers.
+    Exit 1 if anything was refused or a copy failed (the AIP stays stored; `preserve replicate` catches up)."""
     with handled():
         with _open(repo) as r:
             res = r.ingest(sip, strict=strict, officer=officer, progress=RichProgress(not json_))
@@ -110,7 +118,12 @@ def ingest(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip, o
             out.print(f"[red]✗[/] {x['fileCode']}: {', '.join(sorted({f['code'] for f in x['findings']}))}"
                       f"\n    quarantine: {x.get('quarantine')}")
         out.print(f"Đã lưu / stored: {len(data['aips'])} AIP; từ chối / refused: {len(data['refused'])}")
-    raise typer.Exit(EXIT_FINDINGS if data["refused"] else EXIT_OK)
+        if data.get("replication"):
+            from .storage import print_replication
+
+            print_replication(data["replication"])
+    under = bool((data.get("replication") or {}).get("under_replicated"))
+    raise typer.Exit(EXIT_FINDINGS if data["refused"] or under else EXIT_OK)
 
 
 aips_app = typer.Typer(no_args_is_help=True, help="List and show AIPs.")
@@ -291,6 +304,11 @@ def recover(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
         with _open(repo) as r:
             done = r.recover()
     emit_json({"actions": done}) if json_ else out.print("\n".join(done) or "Nothing to recover / không có gì cần khôi phục.")
+
+
+from . import storage as _storage  # noqa: E402
+
+_storage.register(app)
 
 
 def main() -> None:

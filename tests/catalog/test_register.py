@@ -70,7 +70,7 @@ def test_round_trip(catalog, make_aip, register):
             assert have[key] == getattr(want, key), key
 
     assert got["replicas"] == [{"tier": "primary", "path": got["path"], "status": "ok",
-                                "last_verified": "2026-11-25T11:31:00+07:00"}]
+                                "last_verified": "2026-11-25T11:31:00+07:00", "detail": None}]
     assert [e["id"] for e in got["events"]] == [e.id for e in aip.events]
     first = got["events"][0]
     assert first["type"] == "ingestion" and first["detail"] == "Tiếp nhận lô số hoá 2026-11"
@@ -202,7 +202,7 @@ def test_set_replica(catalog, make_aip, register):
     reps = {r["tier"]: r for r in catalog.replicas(aip.id)}
     assert reps["nas"]["status"] == "ok" and reps["nas"]["path"].startswith("/mnt/nas/")
     assert reps["primary"] == {"aip": aip.id, "tier": "primary", "path": aip_path(aip), "status": "damaged",
-                               "last_verified": "2026-11-25T11:31:00+07:00"}
+                               "last_verified": "2026-11-25T11:31:00+07:00", "detail": None}
     assert [r["aip"] for r in catalog.replicas(tier="nas")] == [aip.id]
     assert catalog.events(aip.id)[-1]["id"] == ev.id
     with pytest.raises(CatalogError):

@@ -1,0 +1,418 @@
+"""Replication: give every AIP a verified copy on each tier its storage policy names.
+
+For each AIP and each copy tier without a verified ("ok") replica:
+  1. choose a source: a tier holding a verified copy whose manifests still match the catalog's digest of the
+     tag manifest (a damaged source is never copied; the next good one is used);
+  2. write the copy (`Tier.put_tree`: staged, published in one step where the kind allows, hashed while
+     copying) and check that every byte written matches the AIP's own manifests;
+  3. read the copy back from the tier (`Tier.read_tree`) and compare every file with what was written;
+  4. record a replica row (tier, location, status, when verified) and a PREMIS replication event.
+A failure never touches the AIP elsewhere: the partial copy is removed, the replica is marked failed (the AIP
+is under-replicated for that tier), an alert is raised, and `preserve replicate` catches it up later.
+
+Restic tiers take all the AIPs a run sends them in one backup (one snapshot, tagged per AIP), then each is read
+back from the snapshot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .aip.inventory import Inventory, add_unlisted, compare, expected_inventory
+from .aip.model import Event
+from .alerts import Alert, Alerter
+from .errors import StorageError, UsageError
+from .findings import Finding
+from .progress import NullProgress
+from .storage.base import Tier, TierConflict, TierFull, TierUnreachable
+
+RESTIC_BATCH = 100  # AIPs per restic snapshot
+AGENT = ("agent-software-preserve", "executing program")
+
+
+@contextmanager
+def replication_lock(staging: Path, wait: bool) -> Iterator[None]:
+    """One replication at a time per repository. `wait`: block (ingest), else refuse (the command)."""
+    staging.mkdir(parents=True, exist_ok=True)
+    fd = os.open(staging / ".replicate.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError("Another replication is running in this repository.",
+                             hint="Wait for it to finish, then run `preserve replicate` again.") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class ReplicationResult:
+    copies: list[dict[str, Any]] = field(default_factory=list)  # {aip, fileCode, tier, status, detail, location}
+    alerts: list[Alert] = field(default_factory=list)
+    under_replicated: list[dict[str, Any]] = field(default_factory=list)  # {aip, fileCode, copies, missing}
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [c for c in self.copies if c["status"] == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {s: sum(1 for c in self.copies if c["status"] == s) for s in ("copied", "adopted", "failed")}
+        return {**counts, "copies": self.copies, "under_replicated": self.under_replicated,
+                "alerts": [a.to_dict() for a in self.alerts]}
+
+
+def local_root(tier: Tier) -> Path | None:
+    """The folder of a local tier (its files can be read in place), else None."""
+    root = getattr(tier, "root_path", None)
+    return Path(root) if root is not None else None
+
+
+class Replicator:
+    def __init__(self, *, catalog, policy, tiers: dict[str, Tier], alerter: Alerter, now: Callable[[], str],
+                 scratch: Path, progress=None):
+        self.catalog = catalog
+        self.policy = policy
+        self.tiers = tiers
+        self.alerter = alerter
+        self.now = now
+        self.scratch = scratch
+        self.progress = progress or NullProgress()
+        self._reach: dict[str, str | None] = {}    # tier -> None (reachable) or why not
+        self._alerted: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------ public
+    def run(self, aip_ids: list[str] | None = None, tier: str | None = None) -> ReplicationResult:
+        if tier is not None and tier not in self.policy.copy_tiers:
+            raise UsageError(f"Tier '{tier}' does not hold copies under the storage policy "
+                             f"'{self.policy.name}' ({', '.join(self.policy.copy_tiers)}).",
+                             hint="Name one of the policy's copy tiers, or add the tier to the policy.")
+        state = self.catalog.replication_state(aip_ids)
+        if aip_ids is not None:
+            unknown = sorted(set(aip_ids) - {a["id"] for a in state})
+            if unknown:
+                raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
+        result = ReplicationResult()
+        wanted = [t for t in self.policy.copy_tiers if tier is None or t == tier]
+        for t in wanted:  # leftovers of a run that was cut off (we hold the replication lock)
+            clean = getattr(self.tiers.get(t), "clean_staging", None)
+            if clean is not None and self._reachable_quiet(t):
+                clean()
+        todo = [(a, [t for t in wanted if a["replicas"].get(t) != "ok"]) for a in state]
+        todo = [(a, ts) for a, ts in todo if ts]
+        total = sum(a["bytes"] * len(ts) for a, ts in todo)
+        self.progress.start("Sao lưu bản sao / replicating", total or None, "bytes")
+        restic_jobs: dict[str, list[tuple[dict, Path, Inventory, str, Callable[[], None]]]] = {}
+        try:
+            for aip, targets in todo:
+                self._replicate_one(aip, targets, result, restic_jobs)
+            for tname, jobs in restic_jobs.items():
+                self._replicate_restic(tname, jobs, result)
+        finally:
+            for jobs in restic_jobs.values():
+                for job in jobs:
+                    job[3]()
+            self.progress.done()
+        self._check_capacity({c["tier"] for c in result.copies if c["status"] == "copied"}, result)
+        self._check_minimum(result, aip_ids)
+        result.alerts = list(self.alerter.raised)
+        return result
+
+    # ------------------------------------------------------------------ one AIP
+    def _replicate_one(self, aip: dict, targets: list[str], result: ReplicationResult,
+                       restic_jobs: dict[str, list]) -> None:
+        reachable = [t for t in targets if self._reachable(t, aip, result)]
+        if not reachable:
+            return
+        source = self._source(aip)
+        if source is None:
+            for t in reachable:
+                self._fail(aip, t, "E-REPL-NO-SOURCE", "no tier holds an intact copy to copy from", result,
+                           params={"detail": "no intact source"})
+            return
+        base, inv, release = source
+        handed_to_restic = False
+        try:
+            for t in reachable:
+                tier = self.tiers[t]
+                if tier.kind == "restic":
+                    restic_jobs.setdefault(t, []).append((aip, base, inv, release))
+                    handed_to_restic = True
+                    continue
+                self._copy_fs(aip, tier, base, inv, result)
+        finally:
+            if not handed_to_restic:
+                release()
+
+    def _copy_fs(self, aip: dict, tier: Tier, base: Path, inv: Inventory, result: ReplicationResult) -> None:
+        rel = aip["path"]
+        try:
+            if tier.exists(rel):
+                # a copy from an earlier run that was cut off before the catalog heard of it: adopt it if intact
+                found = {d.path: d.digests["sha256"] for d in tier.read_tree(rel)}
+                diffs = compare(inv.expected, found.items())
+                if not diffs:
+                    self._ok(aip, tier, "adopted", f"existing copy on tier '{tier.name}' read back and verified: "
+                             f"{len(found)} files (SHA-256)", result)
+                    return
+                tier.delete(rel)
+            written = tier.put_tree(base, rel, ("sha256",), progress=self.progress)
+            wrote = {d.path: d.digests["sha256"] for d in written}
+            diffs = compare(inv.expected, wrote.items())
+            if diffs:
+                tier.delete(rel)
+                self._fail(aip, tier.name, "E-REPL-VERIFY", _diff_text(diffs, "source changed while copying"),
+                           result)
+                return
+            if self.policy.verify_after_write:
+                back = {d.path: d.digests["sha256"] for d in tier.read_tree(rel)}
+                diffs = compare(wrote, back.items(), frozenset())
+                if diffs:
+                    tier.delete(rel)
+                    self._fail(aip, tier.name, "E-REPL-VERIFY", _diff_text(diffs, "read back from the tier"), result)
+                    return
+                how = f"read back from tier '{tier.name}' and verified"
+            else:
+                how = "verified while writing (read-back disabled by the policy)"
+            nbytes = sum(d.size for d in written)
+            self._ok(aip, tier, "copied", f"copied {len(written)} files ({nbytes} bytes) to tier '{tier.name}'; "
+                     f"{how} (SHA-256)", result)
+        except TierFull as e:
+            self._fail(aip, tier.name, "E-TIER-FULL", _first_line(e), result)
+        except TierUnreachable as e:
+            self._reach[tier.name] = _first_line(e)
+            self._fail(aip, tier.name, "E-REPL-UNREACHABLE", _first_line(e), result)
+        except TierConflict as e:
+            self._fail(aip, tier.name, "E-REPL-FAILED", _first_line(e), result)
+        except (StorageError, OSError) as e:
+            self._cleanup(tier, rel)
+            self._fail(aip, tier.name, "E-REPL-FAILED", _first_line(e), result)
+
+    def _replicate_restic(self, tname: str, jobs: list, result: ReplicationResult) -> None:
+        tier = self.tiers[tname]
+        pending = []
+        for job in jobs:
+            aip = job[0]
+            try:
+                held = tier.exists(aip["path"])
+            except StorageError as e:
+                self._fail(aip, tname, "E-REPL-FAILED", _first_line(e), result)
+                continue
+            if held:
+                found = {d.path: d.digests["sha256"] for d in tier.read_tree(aip["path"])}
+                diffs = compare(job[2].expected, found.items())
+                if not diffs:
+                    self._ok(aip, tier, "adopted", f"snapshot on tier '{tname}' read back and verified: "
+                             f"{len(found)} files (SHA-256)", result)
+                    continue
+                self._fail(aip, tname, "E-REPL-VERIFY", _diff_text(diffs, "existing snapshot"), result)
+                continue
+            pending.append(job)
+        # group by source folder: restic backs up paths relative to one working directory
+        by_base: dict[Path, list] = {}
+        for job in pending:
+            by_base.setdefault(job[1], []).append(job)
+        for base, group in by_base.items():
+            for i in range(0, len(group), RESTIC_BATCH):
+                chunk = group[i:i + RESTIC_BATCH]
+                rels = [j[0]["path"] for j in chunk]
+                try:
+                    back = tier.put_trees(base, rels, ("sha256",), progress=self.progress)
+                except TierFull as e:
+                    for j in chunk:
+                        self._fail(j[0], tname, "E-TIER-FULL", _first_line(e), result)
+                    continue
+                except TierUnreachable as e:
+                    for j in chunk:
+                        self._fail(j[0], tname, "E-REPL-UNREACHABLE", _first_line(e), result)
+                    continue
+                except StorageError as e:
+                    for j in chunk:
+                        self._fail(j[0], tname, "E-REPL-FAILED", _first_line(e), result)
+                    continue
+                for aip, _b, inv, _r in chunk:
+                    got = {d.path: d.digests["sha256"] for d in back.get(aip["path"], [])}
+                    diffs = compare(inv.expected, got.items())
+                    if diffs:
+                        self._fail(aip, tname, "E-REPL-VERIFY", _diff_text(diffs, "read back from the snapshot"),
+                                   result)
+                    else:
+                        self._ok(aip, tier, "copied", f"backed up to tier '{tname}' (restic snapshot); read back "
+                                 f"from the snapshot and verified: {len(got)} files (SHA-256)", result)
+
+    # ------------------------------------------------------------------ sources
+    def _source(self, aip: dict) -> tuple[Path, Inventory, Callable[[], None]] | None:
+        """(base folder holding base/<aip path>, the AIP's inventory, a release function) from the first tier
+        with a verified copy whose manifests match the catalog; None if there is none."""
+        order = sorted((t for t, s in aip["replicas"].items() if s == "ok" and t in self.tiers),
+                       key=lambda t: (self.tiers[t].kind == "restic", local_root(self.tiers[t]) is None,
+                                      t not in self.policy.copy_tiers[:1]))
+        rel = aip["path"]
+        for t in order:
+            tier = self.tiers[t]
+            if tier.kind == "restic" or not self._reachable_quiet(t):
+                continue
+            root = local_root(tier)
+            if root is not None:
+                base, release = root, (lambda: None)
+            else:
+                base = self.scratch / f"replicate-{uuid.uuid4().hex}"
+                try:
+                    _download(tier, rel, base)
+                except (StorageError, OSError):
+                    shutil.rmtree(base, ignore_errors=True)
+                    continue
+                release = (lambda b=base: shutil.rmtree(b, ignore_errors=True))
+            inv = expected_inventory(lambda p, b=base: (b / rel / p).read_bytes(), aip["tagmanifest_sha256"])
+            if inv.ok:
+                add_unlisted(inv, _root_digests(base / rel))
+            if inv.ok:
+                return base, inv, release
+            release()
+            self._alert_once(Finding("E-REPL-SOURCE-DAMAGED", f"{t}:{rel}",
+                                     {"aip": aip["id"], "tier": t, "detail": "; ".join(inv.problems)}),
+                             tier=t, aip=aip["id"])
+        return None
+
+    # ------------------------------------------------------------------ reachability
+    def _reachable_quiet(self, name: str) -> bool:
+        if name not in self._reach:
+            ok, why = self.tiers[name].reachable()
+            self._reach[name] = None if ok else why
+        return self._reach[name] is None
+
+    def _reachable(self, name: str, aip: dict, result: ReplicationResult) -> bool:
+        if name not in self.tiers:
+            self._fail(aip, name, "E-REPL-UNREACHABLE", "the tier is not declared in preserve.toml", result)
+            return False
+        if self._reachable_quiet(name):
+            return True
+        self._fail(aip, name, "E-REPL-UNREACHABLE", self._reach[name] or "unreachable", result)
+        return False
+
+    # ------------------------------------------------------------------ outcomes
+    def _ok(self, aip: dict, tier: Tier, status: str, detail: str, result: ReplicationResult) -> None:
+        when = self.now()
+        location = tier.url(aip["path"])
+        ev = Event(f"uuid-{uuid.uuid4()}", "replication", when, "success", detail, [AGENT], [aip["id"]])
+        self.catalog.set_replica(aip["id"], tier.name, location, "ok", when, [ev])
+        result.copies.append({"aip": aip["id"], "fileCode": aip["fileCode"], "tier": tier.name, "status": status,
+                              "detail": detail, "location": location})
+
+    def _fail(self, aip: dict, tier: str, code: str, detail: str, result: ReplicationResult,
+              params: dict | None = None) -> None:
+        when = self.now()
+        t = self.tiers.get(tier)
+        location = t.url(aip["path"]) if t is not None else aip["path"]
+        events = [Event(f"uuid-{uuid.uuid4()}", "replication", when, "failure",
+                        f"copy to tier '{tier}' failed: {detail}", [AGENT], [aip["id"]])]
+        unreachable = code == "E-REPL-UNREACHABLE"
+        if unreachable:
+            events = []  # one alert per tier and run says it; no event per AIP while a tier is down
+        self.catalog.set_replica(aip["id"], tier, location, "failed", None, events, detail=detail)
+        result.copies.append({"aip": aip["id"], "fileCode": aip["fileCode"], "tier": tier, "status": "failed",
+                              "code": code, "detail": detail, "location": location})
+        key = (code, tier) if unreachable or code == "E-TIER-FULL" else (code, f"{tier}/{aip['id']}")
+        self._alert_once(Finding(code, f"{tier}:{aip['path']}", {"aip": aip["id"], "tier": tier, "detail": detail,
+                                                                 **(params or {})}),
+                         tier=tier, aip=None if key[1] == tier else aip["id"], key=key)
+
+    def _alert_once(self, finding: Finding, *, tier: str | None, aip: str | None,
+                    key: tuple[str, str] | None = None) -> None:
+        key = key or (finding.code, finding.where)
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        self.alerter.alert(finding, tier=tier, aip=aip)
+
+    @staticmethod
+    def _cleanup(tier: Tier, rel: str) -> None:
+        """put_tree removes its own staging; a copy that failed afterwards (read-back) is removed here."""
+        try:
+            tier.delete(rel)
+        except (StorageError, OSError):
+            pass
+
+    # ------------------------------------------------------------------ after the run
+    def _check_capacity(self, written: set[str], result: ReplicationResult) -> None:
+        for name in sorted(written):
+            check_free_space(self.tiers[name], self.policy, self._alert_once)
+
+    def _check_minimum(self, result: ReplicationResult, aip_ids: list[str] | None) -> None:
+        low = []
+        for a in self.catalog.replication_state(aip_ids):
+            good = [t for t in self.policy.copy_tiers if a["replicas"].get(t) == "ok"]
+            missing = [t for t in self.policy.copy_tiers if t not in good]
+            if missing:
+                result.under_replicated.append({"aip": a["id"], "fileCode": a["fileCode"], "copies": len(good),
+                                                "missing": missing})
+            if len(good) < self.policy.copies_minimum:
+                low.append(a["id"])
+        if low:
+            self._alert_once(Finding("E-COPIES-BELOW-MIN", "", {
+                "count": len(low), "minimum": self.policy.copies_minimum,
+                "aips": ", ".join(low[:5]) + (" …" if len(low) > 5 else "")}), tier=None, aip=None)
+
+
+def check_free_space(tier: Tier, policy, alert: Callable[..., None]) -> dict[str, Any]:
+    """Compare a tier's free space with the policy's threshold; alert when below. Returns the figures."""
+    tp = policy.tier(tier.name)
+    try:
+        free = tier.free_space()
+    except (StorageError, OSError):
+        free = None
+    total = getattr(tier, "total_space", lambda: None)()
+    threshold = tp.min_free_bytes
+    if tp.min_free_percent is not None and total:
+        pct = int(total * tp.min_free_percent / 100)
+        threshold = max(threshold or 0, pct)
+    low = free is not None and threshold is not None and free < threshold
+    if low:
+        alert(Finding("W-TIER-LOW-SPACE", tier.name, {"tier": tier.name, "free": _human(free),
+                                                      "threshold": _human(threshold)}), tier=tier.name, aip=None)
+    return {"free": free, "total": total, "threshold": threshold, "low": low}
+
+
+def _download(tier: Tier, rel: str, base: Path) -> None:
+    for info in tier.list(rel):
+        dest = base / info.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tier.get(info.path, dest)
+
+
+def _root_digests(bag: Path) -> dict[str, str]:
+    from .digest import hash_file
+
+    return {p.name: hash_file(p, ("sha256",))["sha256"] for p in bag.iterdir() if p.is_file()}
+
+
+def _diff_text(diffs: list[dict[str, str]], context: str) -> str:
+    parts = [f"{d['path']}: {d['problem']}" for d in diffs[:5]]
+    more = f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else ""
+    return f"{context}: " + "; ".join(parts) + more
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).split("\n")[0]
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "?"
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if x < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return str(n)

@@ -1,0 +1,194 @@
+"""The one storage interface every tier kind implements (local, memory, sftp, s3 through fsspec; restic).
+
+Paths on a tier are relative POSIX paths ("aips/ab/cd/<uuid>/v1/bagit.txt"), never absolute, never with "..".
+An AIP is a tree: it is written with `put_tree` (staged, then published in one step where the kind allows),
+read back with `read_tree` (every file streamed and hashed in one pass), and removed with `delete`.
+
+Errors:
+- `TierUnreachable`: the tier cannot be reached at all (absent mount, host down, bad credentials, restic
+  repository missing). Its copies are *unknown*, never "missing".
+- `TierFull`: a write was not started because it cannot fit.
+- `TierConflict`: the target already exists.
+- any other `StorageError`: the operation failed; nothing partial is left behind by `put_*`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from ..errors import StorageError
+
+AIPS_PREFIX = "aips"
+
+
+class TierUnreachable(StorageError):
+    """The tier cannot be reached (unmounted, host down, repository missing, wrong password…)."""
+
+
+class TierFull(StorageError):
+    """A write was refused before it started because the tier has not enough free space."""
+
+
+class TierConflict(StorageError):
+    """The target path already exists on the tier."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str   # relative to the tier root (list) or to the tree (read_tree)
+    size: int
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    path: str                  # relative to the tree that was read or written
+    size: int
+    digests: dict[str, str]    # algorithm -> hex
+
+
+def clean_rel(rel: str) -> str:
+    """Normalise a tier-relative path; refuse absolute paths and '..'."""
+    rel = rel.replace("\\", "/").strip("/")
+    norm = posixpath.normpath(rel) if rel else ""
+    if norm in (".", ""):
+        return ""
+    if norm.startswith("../") or norm == ".." or rel.startswith("/"):
+        raise StorageError(f"unsafe path on a tier: {rel!r}")
+    return norm
+
+
+class Tier(ABC):
+    """A named storage location. Subclasses set `kind` and `atomic_publish`."""
+
+    kind: str = "?"
+    atomic_publish: bool = True   # put_tree makes the whole tree appear in one step
+
+    def __init__(self, name: str):
+        self.name = name
+
+    # --- identity -----------------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the tier is, for people and replica rows (a path or URL; never a secret)."""
+
+    def url(self, rel: str) -> str:
+        """Where one path on the tier is (for replica rows)."""
+        return f"{self.location.rstrip('/')}/{clean_rel(rel)}"
+
+    # --- reachability and capacity ------------------------------------------------------------------------
+    @abstractmethod
+    def check(self) -> None:
+        """Raise TierUnreachable (with a hint) when the tier cannot be used now; never create the tier."""
+
+    def reachable(self) -> tuple[bool, str]:
+        try:
+            self.check()
+        except StorageError as e:
+            return False, str(e).split("\n")[0]
+        return True, ""
+
+    @abstractmethod
+    def free_space(self) -> int | None:
+        """Bytes free for new data, or None when the kind cannot tell (S3)."""
+
+    def ensure_room(self, nbytes: int, margin: int = 0) -> None:
+        """Refuse (TierFull) a write of `nbytes` that cannot fit; `margin` bytes must stay free afterwards."""
+        free = self.free_space()
+        if free is not None and nbytes + margin > free:
+            raise TierFull(f"Tier '{self.name}' has {free} bytes free; writing {nbytes} bytes "
+                           f"(keeping {margin} free) does not fit.",
+                           hint=f"Free space on tier '{self.name}' or add capacity, then run "
+                                "`preserve replicate` to catch up.")
+
+    # --- reading ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def exists(self, rel: str) -> bool:
+        """A file or a tree exists at rel."""
+
+    @abstractmethod
+    def stat(self, rel: str) -> FileInfo | None:
+        """The file at rel, or None."""
+
+    @abstractmethod
+    def list(self, rel: str = "") -> Iterator[FileInfo]:
+        """Every file under rel, recursively, paths relative to the tier root, sorted."""
+
+    @abstractmethod
+    def open(self, rel: str) -> BinaryIO:
+        """A binary reader of one file. Raise FileNotFoundError when it is not there."""
+
+    def get(self, rel: str, dest: Path) -> None:
+        """Copy one file to a local path."""
+        import shutil
+
+        with self.open(rel) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+    def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",)) -> Iterator[FileDigest]:
+        """Stream every file of the tree at rel, hashing each in one pass; paths relative to the tree.
+        Raises FileNotFoundError when the tree is not there."""
+        from ..digest import hash_stream
+
+        rel = clean_rel(rel)
+        files = list(self.list(rel))
+        if not files and not self.exists(rel):
+            raise FileNotFoundError(rel)
+        for info in files:
+            with self.open(info.path) as f:
+                d = hash_stream(f, algorithms)
+            yield FileDigest(info.path[len(rel) + 1:] if rel else info.path, d.size, dict(d.values))
+
+    def aip_paths(self) -> set[str]:
+        """Relative paths of the AIP versions held: {"aips/ab/cd/<uuid>/v1", …}."""
+        found: set[str] = set()
+        for info in self.list(AIPS_PREFIX):
+            parts = info.path.split("/")
+            # a tree counts once its bagit.txt is there (kinds without atomic publish write it last); names
+            # starting with "." are staging or partial copies, never AIPs
+            if (len(parts) == 6 and parts[5] == "bagit.txt" and parts[4].startswith("v")
+                    and not any(p.startswith(".") for p in parts[:5])):
+                found.add("/".join(parts[:5]))
+        return found
+
+    # --- writing ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def put_file(self, src: Path, rel: str) -> FileDigest:
+        """Write one local file at rel (staged, then renamed where the kind allows); returns what was written,
+        hashed while copying (sha256). Replaces an existing file."""
+
+    @abstractmethod
+    def put_tree(self, base: Path, rel: str, algorithms: Iterable[str] = ("sha256",),
+                 progress=None) -> list[FileDigest]:
+        """Copy the local tree base/rel to rel on the tier, hashing every file while copying.
+
+        Staged under a temporary name and published in one step where the kind allows (`atomic_publish`);
+        on any failure the staged copy is removed and nothing is left at rel. Raises TierConflict when rel
+        already exists, TierFull before starting when it cannot fit. `progress` (preserve.progress.Progress)
+        is advanced by bytes."""
+
+    def put_trees(self, base: Path, rels: list[str], algorithms: Iterable[str] = ("sha256",),
+                  progress=None) -> dict[str, list[FileDigest]]:
+        """Several trees; kinds with a per-call cost (restic) do them in one call. Stops at the first error;
+        trees already written stay (each is whole)."""
+        return {rel: self.put_tree(base, rel, algorithms, progress) for rel in rels}
+
+    @abstractmethod
+    def delete(self, rel: str) -> None:
+        """Remove the file or tree at rel; nothing there is not an error."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def __enter__(self) -> "Tier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.location}>"
