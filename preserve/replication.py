@@ -124,7 +124,7 @@ class Replicator:
                 for job in jobs:
                     job[3]()
             self.progress.done()
-        self._check_capacity({c["tier"] for c in result.copies if c["status"] == "copied"}, result)
+        self._check_capacity(result)
         self._check_minimum(result, aip_ids)
         result.alerts = list(self.alerter.raised)
         return result
@@ -141,7 +141,7 @@ class Replicator:
                 self._fail(aip, t, "E-REPL-NO-SOURCE", "no tier holds an intact copy to copy from", result,
                            params={"detail": "no intact source"})
             return
-        base, inv, release = source
+        src_tier, base, inv, release = source
         handed_to_restic = False
         try:
             for t in reachable:
@@ -150,12 +150,13 @@ class Replicator:
                     restic_jobs.setdefault(t, []).append((aip, base, inv, release))
                     handed_to_restic = True
                     continue
-                self._copy_fs(aip, tier, base, inv, result)
+                self._copy_fs(aip, tier, base, inv, result, src_tier)
         finally:
             if not handed_to_restic:
                 release()
 
-    def _copy_fs(self, aip: dict, tier: Tier, base: Path, inv: Inventory, result: ReplicationResult) -> None:
+    def _copy_fs(self, aip: dict, tier: Tier, base: Path, inv: Inventory, result: ReplicationResult,
+                 src_tier: str) -> None:
         rel = aip["path"]
         try:
             if tier.exists(rel):
@@ -172,8 +173,12 @@ class Replicator:
             diffs = compare(inv.expected, wrote.items())
             if diffs:
                 tier.delete(rel)
-                self._fail(aip, tier.name, "E-REPL-VERIFY", _diff_text(diffs, "source changed while copying"),
-                           result)
+                # the bytes read from the source do not match its own manifests: the source is damaged
+                detail = _diff_text(diffs, f"read from tier '{src_tier}'")
+                self._alert_once(Finding("E-REPL-SOURCE-DAMAGED", f"{src_tier}:{rel}",
+                                         {"aip": aip["id"], "tier": src_tier, "detail": detail}),
+                                 tier=src_tier, aip=aip["id"])
+                self._fail(aip, tier.name, "E-REPL-NO-SOURCE", detail, result)
                 return
             if self.policy.verify_after_write:
                 back = {d.path: d.digests["sha256"] for d in tier.read_tree(rel)}
@@ -252,8 +257,8 @@ class Replicator:
                                  f"from the snapshot and verified: {len(got)} files (SHA-256)", result)
 
     # ------------------------------------------------------------------ sources
-    def _source(self, aip: dict) -> tuple[Path, Inventory, Callable[[], None]] | None:
-        """(base folder holding base/<aip path>, the AIP's inventory, a release function) from the first tier
+    def _source(self, aip: dict) -> tuple[str, Path, Inventory, Callable[[], None]] | None:
+        """(tier name, base folder holding base/<aip path>, the AIP's inventory, a release function) from the first tier
         with a verified copy whose manifests match the catalog; None if there is none."""
         order = sorted((t for t, s in aip["replicas"].items() if s == "ok" and t in self.tiers),
                        key=lambda t: (self.tiers[t].kind == "restic", local_root(self.tiers[t]) is None,
@@ -278,7 +283,7 @@ class Replicator:
             if inv.ok:
                 add_unlisted(inv, _root_digests(base / rel))
             if inv.ok:
-                return base, inv, release
+                return t, base, inv, release
             release()
             self._alert_once(Finding("E-REPL-SOURCE-DAMAGED", f"{t}:{rel}",
                                      {"aip": aip["id"], "tier": t, "detail": "; ".join(inv.problems)}),
@@ -345,9 +350,12 @@ class Replicator:
             pass
 
     # ------------------------------------------------------------------ after the run
-    def _check_capacity(self, written: set[str], result: ReplicationResult) -> None:
-        for name in sorted(written):
-            check_free_space(self.tiers[name], self.policy, self._alert_once)
+    def _check_capacity(self, result: ReplicationResult) -> None:
+        """After a run, every reachable copy tier's free space against the policy's threshold (the ingest's
+        primary tier included)."""
+        for name in self.policy.copy_tiers:
+            if name in self.tiers and self._reachable_quiet(name):
+                check_free_space(self.tiers[name], self.policy, self._alert_once)
 
     def _check_minimum(self, result: ReplicationResult, aip_ids: list[str] | None) -> None:
         low = []

@@ -48,7 +48,7 @@ def test_sigkill_during_ingest(tmp_path, batch, point):
         assert sorted(a["fileCode"] for a in aips) == sorted({a["fileCode"] for a in aips}) and len(aips) == 2
         assert {p.name for p in _visible_aips(tier)} == {a["id"].removeprefix("uuid-") for a in aips}
         assert r.catalog.verify_chain() == []
-    assert not [p for p in (repo.root / "staging").iterdir() if p.name != ".ingest.lock"]
+    assert not [p for p in (repo.root / "staging").iterdir() if p.name not in (".ingest.lock", ".replicate.lock")]  # lock files stay
 
 
 def test_sigkill_at_random_moments_keeps_tier_and_catalog_consistent(tmp_path):

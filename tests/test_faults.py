@@ -1,5 +1,6 @@
 """Faults a user or the machine can cause during ingest: an unmounted tier, a full disk, a second ingest."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ PRESERVE = str(Path(sys.executable).parent / "preserve")
 
 def test_absent_primary_tier_is_unreachable_not_created(repo, batch):
     tier = repo.root / "tiers/primary"
-    tier.rmdir()
+    shutil.rmtree(tier)  # the disk is not mounted
     with pytest.raises(StorageError, match="not reachable"):
         repo.ingest(batch)
     assert not tier.exists()
@@ -48,7 +49,7 @@ def test_full_disk_leaves_nothing_half_written(repo, tmp_path, small_fs, where):
     exit 2, no partial AIP visible, no catalog rows for it, and AIPs that did fit are whole."""
     info = make_sample(tmp_path / "big", dossiers=4, docs=3, seed=51, pages=(3, 4))
     target = repo.root / ("staging" if where == "staging" else "tiers/primary")
-    target.rmdir()
+    shutil.rmtree(target)
     target.symlink_to(small_fs)  # the folder now lives on the small filesystem
     if where == "tier":
         from preserve.storage.local import write_marker
