@@ -148,6 +148,26 @@ def publish(built_dir: Path, staging: Path, tier_root: Path, aip_id: str) -> str
     return rel
 
 
+AIP_METADATA_MARGIN = 4 << 20  # METS, PREMIS, descriptive XML, manifests, submission copy of the workbook
+
+
+def ensure_room(plan, staging: Path, tier_root: Path) -> None:
+    """Refuse (TierFull) before building an AIP that cannot fit in staging or on the primary tier: a write that
+    cannot fit is never started. Dossiers already stored stay stored."""
+    import psutil
+
+    from .storage.base import TierFull
+
+    need = sum(d.path.stat().st_size for d in plan.documents if d.path is not None) + AIP_METADATA_MARGIN
+    for where in {staging, tier_root}:
+        free = psutil.disk_usage(str(where)).free
+        if need > free:
+            raise TierFull(f"Not enough free space for dossier {plan.file_code}: it needs about {need:,} bytes and "
+                           f"{where} has {free:,} free; nothing was written for it.",
+                           hint="Free space or add capacity, then ingest the batch again: dossiers already stored "
+                                "are refused as duplicates, the rest are ingested.")
+
+
 def check_tier(tier_root: Path) -> Path:
     """A local tier must be there and writable. An absent folder is an unmounted disk, never created here."""
     from .storage.local import check_local_root
@@ -240,6 +260,7 @@ def ingest_validated(validation: Validation, *, settings, catalog, signer, offic
 
     progress.start("Đóng gói AIP / packaging AIPs", len(accepted))
     for plan in accepted:
+        ensure_room(plan, staging, tier_root)
         aip_id = new_aip_id()
         now = now_iso(settings.timezone)
         try:

@@ -214,8 +214,13 @@ class Replicator:
             except StorageError as e:
                 self._fail(aip, tname, "E-REPL-FAILED", _first_line(e), result)
                 continue
-            if held:
-                found = {d.path: d.digests["sha256"] for d in tier.read_tree(aip["path"])}
+            if held:  # a snapshot from a run cut off before the catalog heard of it: adopt it only if intact
+                try:
+                    found = {d.path: d.digests["sha256"] for d in tier.read_tree(aip["path"])}
+                except (StorageError, OSError) as e:
+                    self._fail(aip, tname, "E-REPL-VERIFY", f"existing snapshot cannot be read back: "
+                               f"{_first_line(e)}", result)
+                    continue
                 diffs = compare(job[2].expected, found.items())
                 if not diffs:
                     self._ok(aip, tier, "adopted", f"snapshot on tier '{tname}' read back and verified: "

@@ -42,8 +42,23 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         say(f"[bold]5. AIP trong kho / AIPs stored:[/] {len(aips)}")
         for a in aips:
             say(f"   {a['id']}  {a['fileCode']}  v{a['version']}  {a['documents']} docs  {a['pages']} pages  {a['bytes']:,} bytes")
+        say("[bold]6. Bản sao / copies[/] (policy: " + ", ".join(repo.policy().copy_tiers) + ")")
+        copies = {}
+        for a in aips:
+            reps = {r["tier"]: r["status"] for r in repo.show_aip(a["id"])["replicas"]}
+            copies[a["id"]] = reps
+            marks = "  ".join(f"{t}: {'[green]✓[/]' if reps.get(t) == 'ok' else '[red]✗[/]'}"
+                              for t in repo.policy().copy_tiers)
+            say(f"   {a['fileCode']}  {marks}")
+        backup = repo.offsite_backup()
+        snaps = ", ".join(str(s.get("snapshot"))[:8] for s in backup["eventlog"])
+        say(f"   off-site backup of the event log: snapshot {snaps}")
+        status = repo.tiers_status()
+        for row in status:
+            say(f"   tier {row['tier']:<10} {row['kind']:<7} reachable: {row['reachable']}  AIPs: {row['aips']}  "
+                f"missing: {row['missing']}")
         evs = repo.events()
-        say(f"[bold]6. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events --verify`)")
+        say(f"[bold]7. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events --verify`)")
         for e in evs[-8:]:
             say(f"   {e['datetime']}  {e['type']:<28} {e['outcome']}")
         first = aips[0]["id"] if aips else None
@@ -53,14 +68,17 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
             "quarantine": str(repo_dir / "quarantine"), "keys": str(repo_dir / "keys"),
             "batches": str(batches), "aips": len(aips), "refused": [x["fileCode"] for x in r1.refused + r2.refused],
             "example_aip": str(repo.aip_dir(first)) if first else None, "events": len(evs),
+            "tiers": {r["tier"]: {"kind": r["kind"], "location": r["location"], "aips": r["aips"]} for r in status},
+            "copies": copies,
         }
         if as_json:
             emit_json(where)
         else:
-            out.print("[bold]7. Ở đâu / where everything is[/]")
+            out.print("[bold]8. Ở đâu / where everything is[/]")
             for k, v_ in where.items():
                 out.print(f"   {k}: {v_}")
-            out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/]")
+            out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
+                      f"[bold]preserve tiers status --repo {repo_dir}[/]")
         return 0
     finally:
         repo.close()

@@ -52,12 +52,16 @@ class FileDigest:
 
 def clean_rel(rel: str) -> str:
     """Normalise a tier-relative path; refuse absolute paths and '..'."""
-    rel = rel.replace("\\", "/").strip("/")
+    given = rel
+    rel = rel.replace("\\", "/")
+    if rel.startswith("/"):
+        raise StorageError(f"unsafe path on a tier: {given!r} (absolute)")
+    rel = rel.strip("/")
     norm = posixpath.normpath(rel) if rel else ""
     if norm in (".", ""):
         return ""
-    if norm.startswith("../") or norm == ".." or rel.startswith("/"):
-        raise StorageError(f"unsafe path on a tier: {rel!r}")
+    if norm.startswith("../") or norm == "..":
+        raise StorageError(f"unsafe path on a tier: {given!r}")
     return norm
 
 

@@ -27,17 +27,19 @@ import posixpath
 import socket
 import stat as statmod
 import uuid
-
-import paramiko
-from fsspec.implementations.sftp import SFTPFileSystem
-from paramiko.ssh_exception import NoValidConnectionsError
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
+import paramiko
+from fsspec.implementations.sftp import SFTPFileSystem
+from fsspec.spec import AbstractBufferedFile
+from paramiko.ssh_exception import NoValidConnectionsError
+
 from ..digest import CHUNK, MultiHasher
 from ..errors import ConfigError, StorageError
+from ..progress import Progress
 from .base import AIPS_PREFIX, FileDigest, FileInfo, Tier, TierConflict, TierUnreachable, clean_rel
 
 STAGING = ".staging"
@@ -52,16 +54,9 @@ _KEYS = {
 }
 
 
-def safe_rel(rel: str) -> str:
-    """clean_rel, and also refuse absolute paths (clean_rel strips the leading '/' before it looks)."""
-    if rel.startswith(("/", "\\")):
-        raise StorageError(f"unsafe path on a tier: {rel!r}")
-    return clean_rel(rel)
-
-
 def tree_rel(rel: str) -> str:
     """A path a tree may be written to or deleted at: never the tier root."""
-    rel = safe_rel(rel)
+    rel = clean_rel(rel)
     if not rel:
         raise StorageError("refusing to write or delete the whole tier (empty path)")
     return rel
@@ -124,11 +119,14 @@ class FsspecTier(Tier):
 
     @classmethod
     def from_spec(cls, name: str, spec: dict[str, Any], root: Path) -> "FsspecTier":
-        kind = spec.get("kind")
-        unknown = sorted(set(spec) - _KEYS.get(str(kind), set()))
+        kind = str(spec.get("kind"))
+        if kind not in _KINDS:
+            raise ConfigError(f"Tier '{name}' has kind {kind!r}, which is not an fsspec kind.",
+                              hint=f"Use one of {', '.join(_KINDS)} in [tiers.{name}].")
+        unknown = sorted(set(spec) - _KEYS[kind])
         if unknown:
             raise ConfigError(f"Tier '{name}' ({kind}) has unknown settings: {', '.join(unknown)}.",
-                              hint=f"Accepted for kind {kind}: {', '.join(sorted(_KEYS[str(kind)]))}.")
+                              hint=f"Settings of kind {kind}: {', '.join(sorted(_KEYS[kind]))}.")
         return _KINDS[str(kind)].from_spec(name, spec, Path(root))
 
     # --- hooks ----------------------------------------------------------------------------------------------
@@ -183,7 +181,11 @@ class FsspecTier(Tier):
                 fs = self._connect()
             except (OSError, EOFError, *self.lib_errors) as e:
                 raise self._down(f"cannot connect: {e or type(e).__name__}") from e
-            self._check_base(fs)
+            try:
+                self._check_base(fs)
+            except TierUnreachable:
+                self._disconnect(fs)
+                raise
             self._fs = fs
             self._sweep_orphans(fs)
         return self._fs
@@ -226,7 +228,7 @@ class FsspecTier(Tier):
             self._discard(pending)
 
     def _path(self, rel: str) -> str:
-        rel = safe_rel(rel)
+        rel = clean_rel(rel)
         return f"{self.root}/{rel}" if rel else self.root
 
     # --- reachability and capacity --------------------------------------------------------------------------
@@ -255,12 +257,15 @@ class FsspecTier(Tier):
         path = self._path(rel)
         with self._io(f"looking for {rel}", missing=False):
             info = self._info(self._conn(), path)
-        return FileInfo(safe_rel(rel), int(info["size"])) if info and info["type"] == "file" else None
+        return FileInfo(clean_rel(rel), int(info["size"])) if info and info["type"] == "file" else None
 
     def list(self, rel: str = "") -> Iterator[FileInfo]:
         path = self._path(rel)
         with self._io(f"listing {rel or 'the tier'}", missing=False):
             fs = self._conn()
+            top = self._info(fs, path) if path != self.root else {"type": "directory"}
+            if top is None or top["type"] != "directory":   # nothing, or a file: the file itself (as local tiers)
+                return iter([FileInfo(clean_rel(rel), int(top["size"]))] if top else [])
             try:
                 found = fs.find(path, detail=True)
             except FileNotFoundError:
@@ -268,8 +273,9 @@ class FsspecTier(Tier):
             if not found:
                 self._check_base(fs)
         n = len(self.root) + 1
-        files = sorted((p[n:], int(i["size"])) for p, i in found.items()
-                       if p.startswith(path + "/") and i["type"] == "file")
+        hidden = f"{self.root}/{STAGING}/"   # the staging area is not part of the tier (as for local tiers)
+        files = sorted((p[n:], int(i["size"])) for p, i in found.items() if i["type"] == "file"
+                       and p.startswith(path + "/") and (path != self.root or not p.startswith(hidden)))
         return iter([FileInfo(p, size) for p, size in files])
 
     def open(self, rel: str) -> BinaryIO:
@@ -281,11 +287,9 @@ class FsspecTier(Tier):
                 return _Reader(self, self._open_read(fs, path, int(info["size"])), f"reading {rel}")
         raise FileNotFoundError(f"{rel} on tier '{self.name}'")
 
-    def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",)) -> Iterator[FileDigest]:
-        return super().read_tree(safe_rel(rel), tuple(algorithms))
-
     # --- writing --------------------------------------------------------------------------------------------
-    def _upload(self, fs: Any, src: Source, dest: str, algorithms: tuple[str, ...], progress) -> FileDigest:
+    def _upload(self, fs: Any, src: Source, dest: str, algorithms: tuple[str, ...],
+                progress: Progress | None) -> FileDigest:
         """Copy one local file to dest, hashing the very chunks that are written (one read of the source)."""
         mh = MultiHasher(algorithms)
         f = self._open_write(fs, dest)
@@ -304,18 +308,17 @@ class FsspecTier(Tier):
 
     def _abandon(self, f: Any) -> None:
         """Drop a half-written remote file without publishing it (s3fs: abort the multipart upload)."""
-        discard = getattr(f, "discard", None)
         try:
-            if discard is not None:
-                discard()
+            if isinstance(f, AbstractBufferedFile):
+                f.discard()
                 f.closed = True   # s3fs: a discarded file must not be committed by close() or __del__
             else:
-                f.close()
+                f.close()         # SFTP / memory: the half-written file is in the staging folder
         except (OSError, EOFError, ValueError, *self.lib_errors):
             pass
 
     def _upload_all(self, fs: Any, files: list[Source], dest: str, algorithms: tuple[str, ...],
-                    progress) -> list[FileDigest]:
+                    progress: Progress | None) -> list[FileDigest]:
         made: set[str] = set()
         out = []
         for src in files:
@@ -333,7 +336,7 @@ class FsspecTier(Tier):
         return fs
 
     def put_tree(self, base: Path, rel: str, algorithms: Iterable[str] = ("sha256",),
-                 progress=None) -> list[FileDigest]:
+                 progress: Progress | None = None) -> list[FileDigest]:
         rel = tree_rel(rel)
         files = local_tree(Path(base) / rel)
         algos = tuple(algorithms)
@@ -344,7 +347,7 @@ class FsspecTier(Tier):
             return self._put_in_place(fs, files, rel, algos, progress)
 
     def _put_staged(self, fs: Any, files: list[Source], rel: str, algos: tuple[str, ...],
-                    progress) -> list[FileDigest]:
+                    progress: Progress | None) -> list[FileDigest]:
         stage = f"{self.root}/{STAGING}/{uuid.uuid4().hex}"
         final = self._path(rel)
         try:
@@ -357,7 +360,7 @@ class FsspecTier(Tier):
         return out
 
     def _put_in_place(self, fs: Any, files: list[Source], rel: str, algos: tuple[str, ...],
-                      progress) -> list[FileDigest]:
+                      progress: Progress | None) -> list[FileDigest]:
         """No rename (S3): each file to its final key, bagit.txt of the tree last; a failure deletes them all."""
         final = self._path(rel)
         order = sorted(files, key=lambda s: (s.rel == BAG_DECLARATION, s.rel))
@@ -409,7 +412,8 @@ class FsspecTier(Tier):
                 gone = f"{self.root}/{STAGING}/{uuid.uuid4().hex}.deleted"
                 self._makedirs(fs, posixpath.dirname(gone), set())
                 self._publish(fs, path, gone)
-                path = gone
+                self._discard([gone])   # rel is gone; a removal cut short is finished on reconnection
+                return
             self._remove(fs, [path])
 
 
@@ -437,6 +441,7 @@ class _Reader(io.RawIOBase):
                     self._f.close()
             finally:
                 super().close()
+
 
 def _require(name: str, spec: dict[str, Any], key: str) -> str:
     value = spec.get(key)
@@ -603,28 +608,26 @@ class SftpTier(FsspecTier):
         f.set_pipelined(True)
         return f
 
-    def _publish(self, fs: Any, stage: str, final: str) -> None:
-        """posix-rename@openssh.com when the server has it (paramiko cannot ask: it drops the server's
-        extension list), else the plain SFTP rename, which also refuses an existing target."""
+    def _rename(self, fs: Any, src: str, dst: str, replace: bool) -> None:
+        """posix-rename@openssh.com when the server has it (paramiko cannot ask: it drops the server's extension
+        list, so a refusal is taken as 'not supported'); else the plain SFTP rename, which refuses an existing
+        target (a file is removed first when `replace`). A lost connection raises from the checks."""
         try:
-            fs.ftp.posix_rename(stage, final)
+            fs.ftp.posix_rename(src, dst)
         except OSError:
-            if self._unreachable_now() or _sftp_exists(fs, final) or not _sftp_exists(fs, stage):
+            if not _sftp_exists(fs, src):
                 raise
-            fs.ftp.rename(stage, final)
+            if _sftp_exists(fs, dst):
+                if not replace:
+                    raise
+                fs.ftp.remove(dst)
+            fs.ftp.rename(src, dst)
+
+    def _publish(self, fs: Any, stage: str, final: str) -> None:
+        self._rename(fs, stage, final, replace=False)
 
     def _replace(self, fs: Any, tmp: str, final: str) -> None:
-        try:
-            fs.ftp.posix_rename(tmp, final)
-        except OSError:
-            if self._unreachable_now() or not _sftp_exists(fs, tmp):
-                raise
-            if _sftp_exists(fs, final):
-                fs.ftp.remove(final)
-            fs.ftp.rename(tmp, final)
-
-    def _unreachable_now(self) -> bool:
-        return self._fs is None or not self._alive(self._fs)
+        self._rename(fs, tmp, final, replace=True)
 
     def aip_paths(self) -> set[str]:
         """Walk aips/ab/cd/<uuid>/vN only (one listing per folder at those levels, not one per folder of every
@@ -706,10 +709,12 @@ class S3Tier(FsspecTier):
         creds = {}
         if self.access_key and self.secret_file:
             creds = {"key": self.access_key, "secret": self.secret_file.read_text(encoding="utf-8").strip()}
-        return s3fs.S3FileSystem(
-            skip_instance_cache=True, use_listings_cache=False, retries=3, **creds,
+        fs = s3fs.S3FileSystem(
+            skip_instance_cache=True, use_listings_cache=False, **creds,
             client_kwargs={"endpoint_url": self.endpoint, "region_name": self.region},
             config_kwargs={"connect_timeout": self.timeout, "retries": {"total_max_attempts": 2}})
+        fs.retries = 3   # s3fs's own retry loop (a class attribute, 5 by default) on top of botocore's
+        return fs
 
     def _unreachable(self, e: BaseException) -> bool:
         from botocore import exceptions as bx

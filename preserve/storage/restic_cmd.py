@@ -18,8 +18,9 @@ import shlex
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any
 
 from ..errors import StorageError
 from .base import TierUnreachable
@@ -121,9 +122,9 @@ class Restic:
                 raise self.classify(args[0], proc.returncode, err.read())
             return out
 
-    def stream(self, args: list[str], *, cwd: Path | None = None) -> "_Stream":
+    def stream(self, args: list[str], *, cwd: Path | None = None) -> _Stream:
         """Start restic and hand back its stdout as a stream (checked when it ends)."""
-        err = tempfile.TemporaryFile()
+        err = tempfile.TemporaryFile()  # noqa: SIM115 (owned and closed by the _Stream)
         return _Stream(self._popen(args, cwd, err), err, self, args[0])
 
     # --- errors ----------------------------------------------------------------------------------------------
@@ -164,6 +165,11 @@ class Restic:
                                 hint="Wait for the other restic run (backup, check, prune) to finish and try "
                                      "again. If no restic process is running any more (one was killed), remove "
                                      f"the stale lock: `{self.command_text('unlock')}`.")
+        if "ciphertext verification failed" in low or "pack id does not match" in low:
+            return StorageError(f"{where}: restic read damaged data from the repository (`restic {sub}`: {fatal}).",
+                                hint=f"Run `preserve offsite check` (or `{self.command_text('check', '--read-data')}`"
+                                     ") to find the damaged packs, and see restic's documentation on repairing a "
+                                     "repository.")
         tail = " | ".join(lines[-4:]) or "no message"
         return StorageError(f"{where}: `restic {sub}` failed (exit {rc}): {tail}",
                             hint=f"Run `{self.command_text(sub)}` by hand to see restic's full message.")
@@ -194,7 +200,7 @@ class Restic:
                     yield node
             stream.finish()
 
-    def dump(self, snapshot_id: str, path: str) -> "_Stream":
+    def dump(self, snapshot_id: str, path: str) -> _Stream:
         """A reader of `restic dump` of `path` ("/aips/…"): a file's bytes, or a tar of a directory. Read it to the
         end (a failure is raised there), or close it early (restic is interrupted, its lock removed)."""
         return self.stream(["dump", snapshot_id, path])
@@ -293,7 +299,11 @@ class _Stream(io.RawIOBase):
             self.proc.send_signal(signal.SIGINT)
             while self.stdout.read(1 << 16):
                 pass
-        self.proc.wait()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # restic ignored SIGINT: its lock may stay (then `restic unlock`)
+            self.proc.kill()
+            self.proc.wait()
         self._checked = True
 
     def close(self) -> None:

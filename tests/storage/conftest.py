@@ -88,8 +88,9 @@ def tier_factory(request: pytest.FixtureRequest, repo_root: Path, tmp_path: Path
         n = len(made)
         if kind == "local":
             spec = {"kind": "local", "path": f"tiers/t{n}"}
-            if base:
-                (repo_root / spec["path"]).mkdir(parents=True)
+            if base:   # as `preserve tiers init` does: the folder and its marker (a bare folder is a mount point)
+                (repo_root / "tiers").mkdir(exist_ok=True)
+                open_tier("init", spec, repo_root).initialise()
         elif kind == "memory":
             spec = {"kind": "memory", "path": f"/preserve-test-{uuid.uuid4().hex[:12]}"}
             memory_roots.append(spec["path"])

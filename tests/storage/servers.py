@@ -50,6 +50,20 @@ def keygen(path: Path) -> Path:
     return path
 
 
+def _wait_dead(procs: list[psutil.Process], timeout: float = 5.0) -> None:
+    """Until every process is gone or a zombie (its sockets are closed then); psutil.wait_procs polls slowly
+    for processes that are not our children."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in procs):
+                return
+        except psutil.NoSuchProcess:
+            continue
+        time.sleep(0.01)
+    raise RuntimeError(f"sshd sessions still running after {timeout}s")
+
+
 def sshd_missing() -> str | None:
     """Why a real sshd cannot be started here, or None."""
     if not SSHD.is_file():
@@ -105,13 +119,13 @@ class SshServer:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             children = []
-        self.proc.terminate()
         for child in children:
             try:
                 child.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(children, timeout=5)
+        _wait_dead(children)
+        self.proc.terminate()
         self.proc.wait(timeout=10)
         self.proc = None
 
