@@ -76,7 +76,8 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         else:
             out.print("[bold]8. Ở đâu / where everything is[/]")
             for k, v_ in where.items():
-                out.print(f"   {k}: {v_}")
+                if k not in ("tiers", "copies"):  # shown in step 6
+                    out.print(f"   {k}: {v_}")
             out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
                       f"[bold]preserve tiers status --repo {repo_dir}[/]")
         return 0

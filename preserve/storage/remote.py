@@ -499,8 +499,12 @@ class _KnownHostsSFTP(SFTPFileSystem):
             self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         else:   # insecure_host_key = true: any key is accepted (and not saved)
             self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        self.client.connect(self.host, **self.ssh_kwargs)
-        self.ftp = self.client.open_sftp()
+        try:
+            self.client.connect(self.host, **self.ssh_kwargs)
+            self.ftp = self.client.open_sftp()
+        except BaseException:
+            self.client.close()   # paramiko leaves the transport thread running after a failed login
+            raise
         self.ftp.get_channel().settimeout(self.ssh_kwargs.get("timeout"))
 
 

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Sequence
 
 import psutil
 
@@ -72,10 +72,10 @@ class ResticTier(Tier):
 
     def __init__(self, name: str, repository: str, password_file: str | Path, *,
                  env: Mapping[str, str] | None = None, restic_bin: str = "restic",
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, options: Sequence[str] = ()):
         super().__init__(name)
         self.restic = Restic(repository, password_file, tier=name, env=env, restic_bin=restic_bin,
-                             cache_dir=cache_dir)
+                             cache_dir=cache_dir, options=options)
         self.repository = self.restic.repository  # local folders made absolute
         self._snaps: list[dict[str, Any]] | None = None
 
@@ -83,7 +83,7 @@ class ResticTier(Tier):
     def from_spec(cls, name: str, spec: dict[str, Any], root: Path) -> ResticTier:
         """From a [tiers.NAME] table: `repository` (a path, relative to the repository `root`, or a restic URL),
         `password_file` (relative to root or absolute), optional `env` (extra environment: S3 credentials…),
-        optional `restic_bin` and `cache_dir`."""
+        optional `options` (restic extended options "key=value", e.g. sftp.command), `restic_bin` and `cache_dir`."""
         repo = spec.get("repository")
         if not isinstance(repo, str) or not repo.strip():
             raise ConfigError(f"Tier '{name}' (kind restic) has no repository.",
@@ -100,13 +100,18 @@ class ResticTier(Tier):
         if not isinstance(env, dict):
             raise ConfigError(f"Tier '{name}': env must be a table of variables.",
                               hint=f'Write env = {{ AWS_ACCESS_KEY_ID = "…" }} in [tiers.{name}] of preserve.toml.')
+        options = spec.get("options") or []
+        if not isinstance(options, list) or not all(isinstance(o, str) and "=" in o for o in options):
+            raise ConfigError(f"Tier '{name}': options must be a list of restic extended options \"key=value\".",
+                              hint=f'Write options = ["sftp.command=ssh -i keys/offsite-key preserve@host -s sftp"] '
+                                   f"in [tiers.{name}] of preserve.toml.")
         root = Path(root)
         if not repo.startswith(SCHEMES):
             local = Path(repo.removeprefix("local:"))
             repo = str(local if local.is_absolute() else root / local)
         pw_path = Path(pw) if Path(pw).is_absolute() else root / pw
         return cls(name, repo, pw_path, env=env, restic_bin=str(spec.get("restic_bin", "restic")),
-                   cache_dir=spec.get("cache_dir"))
+                   cache_dir=spec.get("cache_dir"), options=options)
 
     # --- identity, reachability, capacity --------------------------------------------------------------------
     @property

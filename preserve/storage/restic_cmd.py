@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Sequence
 
 from ..errors import StorageError
 from .base import TierUnreachable
@@ -64,7 +64,8 @@ class Restic:
 
     def __init__(self, repository: str, password_file: str | Path, *, tier: str = "restic",
                  env: Mapping[str, str] | None = None, restic_bin: str = "restic",
-                 cache_dir: str | Path | None = None, probe_timeout: float = 120.0):
+                 cache_dir: str | Path | None = None, probe_timeout: float = 120.0,
+                 options: Sequence[str] = ()):
         # absolute: `backup` runs with the source folder as its working directory
         local = not repository.startswith(SCHEMES)
         self.repository = os.path.abspath(repository.removeprefix("local:")) if local else repository
@@ -72,6 +73,7 @@ class Restic:
         self.tier = tier
         self.restic_bin = restic_bin
         self.probe_timeout = probe_timeout
+        self.options = [str(o) for o in options]  # extended options, each "key=value": restic -o key=value
         self.env = self._environment(env or {}, cache_dir)
 
     @staticmethod
@@ -90,11 +92,16 @@ class Restic:
 
     # --- running ---------------------------------------------------------------------------------------------
     def _argv(self, args: list[str]) -> list[str]:
-        return [self.restic_bin, "--repo", self.repository, "--password-file", self.password_file, *args]
+        return [self.restic_bin, "--repo", self.repository, "--password-file", self.password_file,
+                *self._option_args(), *args]
+
+    def _option_args(self) -> list[str]:
+        return [x for o in self.options for x in ("-o", o)]
 
     def command_text(self, *args: str) -> str:
         """A command line people can paste (for hints); never contains the password."""
-        return shlex.join(["restic", "--repo", self.repository, "--password-file", self.password_file, *args])
+        return shlex.join(["restic", "--repo", self.repository, "--password-file", self.password_file,
+                           *self._option_args(), *args])
 
     def _popen(self, args: list[str], cwd: Path | None, stderr: IO[bytes]) -> subprocess.Popen[bytes]:
         try:

@@ -1,0 +1,24 @@
+"""`preserve demo` (what `make demo` runs) ends with three verified copies of every AIP."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PRESERVE = str(Path(sys.executable).parent / "preserve")
+
+
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (make setup installs it)")
+def test_demo_shows_three_copies(tmp_path):
+    p = subprocess.run([PRESERVE, "demo", "--repo", str(tmp_path / "demo"), "--json"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["aips"] == 4 and len(data["refused"]) == 1
+    assert set(data["tiers"]) == {"primary", "secondary", "offsite"}
+    assert all(t["aips"] == data["aips"] for t in data["tiers"].values())
+    assert data["copies"] and all(c == {"primary": "ok", "secondary": "ok", "offsite": "ok"}
+                                  for c in data["copies"].values())
