@@ -55,8 +55,12 @@ def test_ingest_list_show_events_json(tmp_path, batch):
     p = run("ingest", batch, "--json", env={"PRESERVE_HOME": str(root)})
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
-    assert set(data) == {"aips", "refused", "findings"} and len(data["aips"]) == 2
+    assert set(data) == {"aips", "refused", "findings", "replication"} and len(data["aips"]) == 2
     assert set(data["aips"][0]) == {"id", "fileCode", "path"}
+    rep = data["replication"]
+    assert {"copied", "adopted", "failed", "copies", "under_replicated", "alerts"} <= set(rep)
+    assert rep["copied"] == 4 and rep["failed"] == 0  # 2 AIPs × (secondary, offsite)
+    assert {c["tier"] for c in rep["copies"]} == {"secondary", "offsite"}
     p = run("aips", "list", "--json", "--repo", root)
     rows = json.loads(p.stdout)
     assert p.returncode == 0 and {"id", "fileCode", "version", "documents", "pages", "bytes"} <= set(rows[0])

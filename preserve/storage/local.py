@@ -138,7 +138,7 @@ class LocalTier(Tier):
         except FileNotFoundError:
             return
         for e in entries:
-            if not rel and e.name == STAGING:
+            if not rel and e.name in (STAGING, MARKER):  # the tier's own bookkeeping, not its content
                 continue
             child = f"{rel}/{e.name}" if rel else e.name
             if e.is_dir(follow_symlinks=False):
