@@ -146,15 +146,26 @@ def check(repo, subset: str | None = None) -> dict[str, Any]:
             raise
         ok = bool(res.get("ok"))
         if subset is None and ok:
+            if not st.get("done"):
+                st["cycle_started"] = when
             done = set(st.get("done", [])) | {st["next"]}
             st["done"] = sorted(done) if len(done) < parts else []
             st["next"] = st["next"] % parts + 1
             if len(done) >= parts:
                 st["last_full_cycle"] = when
+                st.pop("cycle_started", None)
         st["last"] = {"at": when, "subset": use, "ok": ok}
+        interval = policy.tier(name).audit_interval
+        late = _cycle_late(st, when, interval)
         row = {"tier": name, "subset": use, "ok": ok, "errors": res.get("errors", []), "parts": parts,
                "parts_done": len(st.get("done", [])), "next": f"{st['next']}/{parts}",
-               "last_full_cycle": st.get("last_full_cycle")}
+               "last_full_cycle": st.get("last_full_cycle"), "cycle_started": st.get("cycle_started"),
+               "check_every_seconds": int(interval.total_seconds() // parts), "cycle_late": late}
+        if late:
+            repo.alerter().alert(Finding("W-OFFSITE-CYCLE-LATE", name, {
+                "tier": name, "started": st["cycle_started"], "done": len(st["done"]), "parts": parts,
+                "interval": f"{interval.days}d", "every": f"{interval.total_seconds() / parts / 86400:.1f}"}),
+                tier=name)
         out["checks"].append(row)
         out["ok"] &= ok
         detail = (f"restic check --read-data-subset {use} on tier '{name}': "
@@ -168,3 +179,13 @@ def check(repo, subset: str | None = None) -> dict[str, Any]:
     _save_state(repo, state)
     return out
 
+
+
+def _cycle_late(st: dict[str, Any], now: str, interval) -> bool:
+    """The current cycle began longer ago than the tier's audit interval and is not complete."""
+    from datetime import datetime
+
+    started = st.get("cycle_started")
+    if not started or not st.get("done"):
+        return False
+    return datetime.fromisoformat(now) - datetime.fromisoformat(started) > interval

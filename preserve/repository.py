@@ -121,6 +121,8 @@ class Repository:
         from .keys import load_signer
 
         signer = load_signer(self.settings.keys_dir)
+        if replicate:
+            self.policy()  # a broken storage policy stops the ingest before anything is stored
         if strict is None:
             strict = bool(self.settings.data["ingest"].get("strict", False))
         with ingest_lock(self.settings.staging):

@@ -119,8 +119,20 @@ def test_offsite_check_rotates_through_every_part(orepo, small):
         (c,) = json.loads(p.stdout)["checks"]
         seen.append((c["subset"], c["parts_done"], bool(c["last_full_cycle"])))
     assert seen == [("1/3", 1, False), ("2/3", 2, False), ("3/3", 0, True), ("1/3", 1, True)]
+    assert c["check_every_seconds"] == 180 * 86400 // 3
+    # time passes: the cycle that began with the last part is older than the tier's 180 days and not complete
+    state_file = orepo.root / "state/offsite-check.json"
+    state = json.loads(state_file.read_text())
+    assert state["offsite"]["cycle_started"]
+    state["offsite"]["cycle_started"] = "2025-01-01T08:00:00+07:00"
+    state_file.write_text(json.dumps(state))
+    p = run("offsite", "check", "--repo", orepo.root, "--json")
+    (c,) = json.loads(p.stdout)["checks"]
+    assert p.returncode == 0 and c["cycle_late"] is True and c["subset"] == "2/3"
+    assert alert_codes(orepo)[-1] == "W-OFFSITE-CYCLE-LATE"
+    seen.append(c["subset"])
     checks = [e for e in orepo.events() if e["type"] == "fixity check"]
-    assert len(checks) == 4 and all(e["outcome"] == "success" for e in checks)
+    assert len(checks) == 5 and all(e["outcome"] == "success" for e in checks)
     assert "--read-data-subset 2/3" in checks[1]["detail"]
     p = run("offsite", "check", "--read-data-subset", "2/2", "--repo", orepo.root, "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["checks"][0]["subset"] == "2/2"

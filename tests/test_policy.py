@@ -359,3 +359,39 @@ def test_parse_size_refuses(bad):
 def test_policy_dataclass_defaults():
     p = Policy("x", ["primary"], 1, 1)
     assert p.verify_after_write and p.auto_repair and p.tier("primary") == TierPolicy("primary")
+
+
+# ---- through the CLI: `policy check`, and commands refusing a broken policy ---------------------------------
+def _cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "preserve")
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+
+
+def test_policy_check_cli_and_a_broken_policy_stops_storage_commands(repo, batch):
+    import json
+
+    p = _cli("policy", "check", "--repo", repo.root, "--json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["policy"] == "local-only" and data["valid"] is True
+    assert [f["code"] for f in data["findings"]] == ["W-POL-NO-OFFSITE"]
+    assert data["summary"]["copy_tiers"] == ["primary", "secondary"]
+    assert data["summary"]["tiers"]["secondary"]["audit_interval_seconds"] == 90 * 86400
+    (repo.root / "storage_policies").mkdir()
+    (repo.root / "storage_policies/local-only.yaml").write_text(
+        "copies:\n  tiers: [primary, nas7]\n  minimum: 3\ntiers:\n  primary:\n    audit_interval: soon\n")
+    p = _cli("policy", "check", "--repo", repo.root, "--json")
+    assert p.returncode == 1
+    codes = {f["code"] for f in json.loads(p.stdout)["findings"]}
+    assert {"E-POL-TIER-UNDECLARED", "E-POL-MINIMUM-EXCEEDS-REQUIRED", "E-POL-DURATION"} <= codes
+    p = _cli("policy", "check", "--repo", repo.root)
+    assert p.returncode == 1 and "nas7" in p.stdout and "KHÔNG HỢP LỆ" in p.stdout
+    for cmd in (["replicate"], ["tiers", "status"], ["ingest", batch]):
+        p = _cli(*cmd, "--repo", repo.root)
+        assert p.returncode == 2, (cmd, p.stdout, p.stderr)
+        assert "E-POL-TIER-UNDECLARED" in p.stderr and "policy check" in p.stderr
+    assert repo.list_aips() == [], "nothing was stored under a broken policy"
