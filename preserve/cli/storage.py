@@ -130,8 +130,13 @@ def register(app: typer.Typer) -> None:
         else:
             for c in data["checks"]:
                 verdict = "[green]nguyên vẹn / intact[/]" if c["ok"] else "[bold red]LỖI / DAMAGED[/]"
+                days = c["check_every_seconds"] / 86400
                 out.print(f"{c['tier']}: read-data-subset {c['subset']}: {verdict}  "
-                          f"(cycle: {c['parts_done']}/{c['parts']} parts read)")
+                          f"(cycle: {c['parts_done']}/{c['parts']} parts read; next {c['next']}, due within "
+                          f"{days:.0f} days / phần kế tiếp trong vòng {days:.0f} ngày)")
+                if c.get("cycle_late"):
+                    out.print("    [bold red]CẢNH BÁO / ALERT[/] the cycle is late: run checks more often / "
+                              "vòng kiểm tra bị trễ: cần kiểm tra thường xuyên hơn")
                 for e in c.get("errors", [])[:20]:
                     out.print(f"    {e}")
         raise typer.Exit(EXIT_OK if data["ok"] else EXIT_FINDINGS)

@@ -21,7 +21,7 @@ import psutil
 from ..atomic import fsync_dir, fsync_tree
 from ..digest import CHUNK, MultiHasher
 from ..errors import ConfigError, StorageError
-from .base import FileDigest, FileInfo, Tier, TierConflict, TierFull, TierUnreachable, clean_rel
+from .base import AIPS_PREFIX, FileDigest, FileInfo, Tier, TierConflict, TierFull, TierUnreachable, clean_rel
 
 STAGING = ".staging"
 MARKER = ".preserve-tier"   # written when the tier is set up; an empty folder without it is an unmounted disk
@@ -146,6 +146,20 @@ class LocalTier(Tier):
             elif e.is_file(follow_symlinks=False):
                 yield FileInfo(child, e.stat(follow_symlinks=False).st_size)
 
+    def aip_paths(self) -> set[str]:
+        """Walk the five fan-out levels only (aips/ab/cd/<uuid>/vN) and look for each version's bagit.txt: one
+        directory listing per AIP, not one entry per file."""
+        self.check()
+        found: set[str] = set()
+        top = self.root_path / AIPS_PREFIX
+        for a in _subdirs(top):
+            for b in _subdirs(a):
+                for u in _subdirs(b):
+                    for v in _subdirs(u):
+                        if v.name.startswith("v") and (v / "bagit.txt").is_file():
+                            found.add(v.relative_to(self.root_path).as_posix())
+        return found
+
     def open(self, rel: str) -> BinaryIO:
         p = self._p(rel)
         if not p.is_file():
@@ -248,6 +262,15 @@ class LocalTier(Tier):
             return
         except OSError as e:
             raise _os_error(self, e) from e
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    """Sub-folders whose names do not start with "." (staging and partial copies are never AIPs)."""
+    try:
+        return [Path(e.path) for e in os.scandir(folder)
+                if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _copy(src: Path, dst: Path, algorithms: tuple[str, ...], progress, fsync: bool):

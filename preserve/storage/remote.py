@@ -1,16 +1,8 @@
-"""Tiers over fsspec: `memory` (tests), `sftp` (paramiko) and `s3` (s3fs).
+"""Shared code of the tiers over fsspec: `memory` (tests; storage.memory), `sftp` (paramiko; storage.sftp) and `s3`
+(s3fs; storage.s3). `FsspecTier.from_spec` picks the class by kind, importing its module only then.
 
-Spec keys of [tiers.NAME] (relative file paths are taken from the repository root; unknown keys are refused,
-so a misspelt `known_hosts` cannot silently weaken host-key checking):
-  memory  path (required, e.g. "/preserve-test"; the fsspec memory store is process-global, so every memory
-          tier needs a path of its own)
-  sftp    host, user, key (private key file, no passphrase), path (absolute, on the server): required;
-          port = 22; timeout = 10 (seconds: connect, banner, auth and every SFTP request);
-          known_hosts: required unless insecure_host_key = true. With known_hosts the server's key must be in
-          that file (paramiko RejectPolicy); insecure_host_key = true accepts any key (AutoAddPolicy, never
-          saved): a man in the middle would go unnoticed, so it is for test benches only.
-  s3      bucket (required); endpoint (AWS when absent); prefix = ""; region; timeout = 10 (connect);
-          access_key + secret_key_file (both or neither; neither = botocore's usual chain: AWS_* variables…)
+Spec keys of [tiers.NAME] are described in each kind's module (relative file paths are taken from the repository
+root; unknown keys are refused, so a misspelt `known_hosts` cannot silently weaken host-key checking).
 
 Publishing a tree: memory and sftp upload it under <path>/.staging/<random>/ and rename it into place in one
 step (`atomic_publish`). S3 has no rename: files go to their final keys with the tree's bagit.txt last (a tree
@@ -21,10 +13,10 @@ when it has dropped). An absent base path or bucket is `TierUnreachable`, like a
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import posixpath
-import socket
 import stat as statmod
 import uuid
 from contextlib import contextmanager
@@ -32,26 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
-import paramiko
-from fsspec.implementations.sftp import SFTPFileSystem
 from fsspec.spec import AbstractBufferedFile
-from paramiko.ssh_exception import NoValidConnectionsError
 
 from ..digest import CHUNK, MultiHasher
 from ..errors import ConfigError, StorageError
 from ..progress import Progress
-from .base import AIPS_PREFIX, FileDigest, FileInfo, Tier, TierConflict, TierUnreachable, clean_rel
+from .base import FileDigest, FileInfo, Tier, TierConflict, TierUnreachable, clean_rel
 
 STAGING = ".staging"
 BAG_DECLARATION = "bagit.txt"
-S3_BLOCK = 16 * CHUNK          # multipart part / read-ahead size: 16 MiB parts allow files up to 160 GB
-SFTP_PREFETCH_REQUESTS = 64    # 64 × 32 KiB in flight while reading
 
-_KEYS = {
-    "memory": {"kind", "path"},
-    "sftp": {"kind", "host", "port", "user", "key", "path", "known_hosts", "insecure_host_key", "timeout"},
-    "s3": {"kind", "endpoint", "bucket", "prefix", "region", "access_key", "secret_key_file", "timeout"},
-}
+# kind -> (module of this package, class): imported on first use, so paramiko and s3fs load only when needed
+_KINDS = {"memory": ("memory", "MemoryTier"), "sftp": ("sftp", "SftpTier"), "s3": ("s3", "S3Tier")}
+
 
 
 def tree_rel(rel: str) -> str:
@@ -111,6 +96,9 @@ class FsspecTier(Tier):
     # library exceptions (besides OSError, EOFError) that become StorageError or TierUnreachable
     lib_errors: tuple[type[BaseException], ...] = ()
 
+    # settings a [tiers.NAME] table of this kind may hold (others are refused by from_spec)
+    spec_keys: frozenset[str] = frozenset()
+
     def __init__(self, name: str, root: str):
         super().__init__(name)
         self.root = root.rstrip("/")
@@ -123,11 +111,13 @@ class FsspecTier(Tier):
         if kind not in _KINDS:
             raise ConfigError(f"Tier '{name}' has kind {kind!r}, which is not an fsspec kind.",
                               hint=f"Use one of {', '.join(_KINDS)} in [tiers.{name}].")
-        unknown = sorted(set(spec) - _KEYS[kind])
+        module, cls_name = _KINDS[kind]
+        kind_cls: type[FsspecTier] = getattr(importlib.import_module(f".{module}", __package__), cls_name)
+        unknown = sorted(set(spec) - kind_cls.spec_keys)
         if unknown:
             raise ConfigError(f"Tier '{name}' ({kind}) has unknown settings: {', '.join(unknown)}.",
-                              hint=f"Settings of kind {kind}: {', '.join(sorted(_KEYS[kind]))}.")
-        return _KINDS[str(kind)].from_spec(name, spec, Path(root))
+                              hint=f"Settings of kind {kind}: {', '.join(sorted(kind_cls.spec_keys))}.")
+        return kind_cls.from_spec(name, spec, Path(root))
 
     # --- hooks ----------------------------------------------------------------------------------------------
     @property
@@ -443,7 +433,7 @@ class _Reader(io.RawIOBase):
                 super().close()
 
 
-def _require(name: str, spec: dict[str, Any], key: str) -> str:
+def require_setting(name: str, spec: dict[str, Any], key: str) -> str:
     value = spec.get(key)
     if value is None or value == "":
         raise ConfigError(f"Tier '{name}' (kind {spec.get('kind')}) needs the setting '{key}'.",
@@ -451,328 +441,15 @@ def _require(name: str, spec: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-def _file(root: Path, value: str) -> Path:
+def spec_file(root: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else root / p
 
 
-class MemoryTier(FsspecTier):
-    """fsspec's in-memory filesystem (tests and demos). Its store is process-global: the base path is the tier."""
 
-    kind = "memory"
-    atomic_publish = True
-
-    @classmethod
-    def from_spec(cls, name: str, spec: dict[str, Any], root: Path) -> "MemoryTier":
-        return cls(name, "/" + _require(name, spec, "path").strip("/"))
-
-    @property
-    def location(self) -> str:
-        return f"memory://{self.root.lstrip('/')}"
-
-    @property
-    def hint(self) -> str:
-        return f"Create {self.root} in the in-memory filesystem first (memory tiers are for tests)."
-
-    def _connect(self) -> Any:
-        import fsspec
-
-        return fsspec.filesystem("memory")
-
-    def _check_base(self, fs: Any) -> None:
-        if not fs.isdir(self.root):
-            raise self._down(f"{self.root} does not exist")
-
-
-class _KnownHostsSFTP(SFTPFileSystem):
-    """fsspec's SFTP filesystem whose client checks the server against our known_hosts file (fsspec's own
-    client loads none, so RejectPolicy alone would refuse every server) and never asks an agent or ~/.ssh."""
-
-    def __init__(self, host: str, known_hosts: str | None, **ssh_kwargs: Any):
-        self._known_hosts = known_hosts
-        super().__init__(host, **ssh_kwargs)
-
-    def _connect(self) -> None:
-        self.client = paramiko.SSHClient()
-        if self._known_hosts is not None:
-            self.client.load_host_keys(self._known_hosts)
-            self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        else:   # insecure_host_key = true: any key is accepted (and not saved)
-            self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        try:
-            self.client.connect(self.host, **self.ssh_kwargs)
-            self.ftp = self.client.open_sftp()
-        except BaseException:
-            self.client.close()   # paramiko leaves the transport thread running after a failed login
-            raise
-        self.ftp.get_channel().settimeout(self.ssh_kwargs.get("timeout"))
-
-
-class SftpTier(FsspecTier):
-    """A folder on an SFTP server (paramiko, key authentication only)."""
-
-    kind = "sftp"
-    atomic_publish = True
-    lib_errors = (paramiko.SSHException,)
-
-    def __init__(self, name: str, *, host: str, port: int, user: str, key: Path, path: str,
-                 known_hosts: Path | None, timeout: float):
-        super().__init__(name, path)
-        self.host, self.port, self.user, self.key = host, port, user, key
-        self.known_hosts, self.timeout = known_hosts, timeout
-
-    @classmethod
-    def from_spec(cls, name: str, spec: dict[str, Any], root: Path) -> "SftpTier":
-        path = _require(name, spec, "path")
-        if not path.startswith("/"):
-            raise ConfigError(f"Tier '{name}': path {path!r} must be absolute on the SFTP server.",
-                              hint=f"Set path = \"/srv/preserve\" (for example) in [tiers.{name}].")
-        known = spec.get("known_hosts")
-        if not known and spec.get("insecure_host_key") is not True:
-            raise ConfigError(f"Tier '{name}' names no known_hosts file: the SFTP server could not be authenticated.",
-                              hint=f"Add known_hosts = \"keys/known_hosts\" to [tiers.{name}] (make it with "
-                                   "`ssh-keyscan -p PORT HOST` and check the key with the server's administrator), "
-                                   "or set insecure_host_key = true on a test bench only.")
-        try:
-            port, timeout = int(spec.get("port", 22)), float(spec.get("timeout", 10))
-        except (TypeError, ValueError):
-            raise ConfigError(f"Tier '{name}': port and timeout must be numbers.",
-                              hint=f"Fix [tiers.{name}] in preserve.toml.") from None
-        return cls(name, host=_require(name, spec, "host"), port=port, user=_require(name, spec, "user"),
-                   key=_file(root, _require(name, spec, "key")), path=path,
-                   known_hosts=_file(root, str(known)) if known else None, timeout=timeout)
-
-    @property
-    def location(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"sftp://{self.user}@{host}:{self.port}{self.root}"
-
-    @property
-    def hint(self) -> str:
-        known = f"that {self.known_hosts} holds the server's host key" if self.known_hosts else "the host key"
-        return (f"Check that {self.host}:{self.port} is up and answers SSH, that user '{self.user}' accepts the key "
-                f"{self.key}, {known}, and that {self.root or '/'} exists on the server.")
-
-    def _connect(self) -> Any:
-        return _KnownHostsSFTP(self.host, str(self.known_hosts) if self.known_hosts else None,
-                               skip_instance_cache=True, port=self.port, username=self.user,
-                               key_filename=str(self.key), look_for_keys=False, allow_agent=False,
-                               timeout=self.timeout, banner_timeout=self.timeout, auth_timeout=self.timeout,
-                               channel_timeout=self.timeout)
-
-    def _alive(self, fs: Any) -> bool:
-        transport = fs.client.get_transport()
-        return transport is not None and transport.is_active()
-
-    def _disconnect(self, fs: Any) -> None:
-        try:
-            fs.ftp.close()
-            fs.client.close()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
-
-    def _unreachable(self, e: BaseException) -> bool:
-        if isinstance(e, (paramiko.SSHException, EOFError, TimeoutError, ConnectionError, socket.gaierror,
-                          NoValidConnectionsError)):
-            return True
-        # paramiko reports a dropped connection as a bare OSError ("Socket is closed")
-        return isinstance(e, OSError) and not (self._fs is not None and self._alive(self._fs))
-
-    def _check_base(self, fs: Any) -> None:
-        try:
-            st = fs.ftp.stat(self.root or "/")
-        except FileNotFoundError:
-            raise self._down(f"{self.root} does not exist on the server") from None
-        except (OSError, EOFError, paramiko.SSHException) as e:
-            raise self._down(f"cannot read {self.root}: {e or type(e).__name__}") from e
-        if not statmod.S_ISDIR(st.st_mode or 0):
-            raise self._down(f"{self.root} on the server is not a folder")
-
-    def _makedirs(self, fs: Any, path: str, made: set[str]) -> None:
-        """mkdir each missing folder below the base (one request for a new folder, two for an existing one)."""
-        current = self.root
-        for part in path[len(self.root) + 1:].split("/") if path != self.root else []:
-            current = f"{current}/{part}"
-            if current in made:
-                continue
-            try:
-                fs.ftp.mkdir(current)
-            except OSError:
-                if not statmod.S_ISDIR(fs.ftp.stat(current).st_mode or 0):
-                    raise
-            made.add(current)
-
-    def _open_read(self, fs: Any, path: str, size: int) -> Any:
-        f = fs.ftp.open(path, "rb")
-        f.prefetch(size, SFTP_PREFETCH_REQUESTS)
-        return f
-
-    def _open_write(self, fs: Any, path: str) -> Any:
-        f = fs.ftp.open(path, "wb")
-        f.set_pipelined(True)
-        return f
-
-    def _rename(self, fs: Any, src: str, dst: str, replace: bool) -> None:
-        """posix-rename@openssh.com when the server has it (paramiko cannot ask: it drops the server's extension
-        list, so a refusal is taken as 'not supported'); else the plain SFTP rename, which refuses an existing
-        target (a file is removed first when `replace`). A lost connection raises from the checks."""
-        try:
-            fs.ftp.posix_rename(src, dst)
-        except OSError:
-            if not _sftp_exists(fs, src):
-                raise
-            if _sftp_exists(fs, dst):
-                if not replace:
-                    raise
-                fs.ftp.remove(dst)
-            fs.ftp.rename(src, dst)
-
-    def _publish(self, fs: Any, stage: str, final: str) -> None:
-        self._rename(fs, stage, final, replace=False)
-
-    def _replace(self, fs: Any, tmp: str, final: str) -> None:
-        self._rename(fs, tmp, final, replace=True)
-
-    def aip_paths(self) -> set[str]:
-        """Walk aips/ab/cd/<uuid>/vN only (one listing per folder at those levels, not one per folder of every
-        AIP); a version counts when its bagit.txt is there (every AIP is a bag; see S3Tier.aip_paths)."""
-        with self._io("listing AIPs", missing=False):
-            fs = self._conn()
-            level = [self._path(AIPS_PREFIX)]
-            if self._info(fs, level[0]) is None:
-                return set()
-            for _ in range(4):
-                level = [e["name"] for d in level for e in _sftp_ls(fs, d) if e["type"] == "directory"]
-            n = len(self.root) + 1
-            return {d[n:] for d in level if posixpath.basename(d).startswith("v")
-                    and _sftp_exists(fs, f"{d}/{BAG_DECLARATION}")}
-
-
-def _sftp_exists(fs: Any, path: str) -> bool:
-    try:
-        fs.ftp.stat(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _sftp_ls(fs: Any, path: str) -> list[dict[str, Any]]:
-    try:
-        return fs.ls(path, detail=True)
-    except FileNotFoundError:
-        return []
-
-
-class S3Tier(FsspecTier):
-    """A bucket (and optional key prefix) on S3 or an S3-compatible server (s3fs). No rename: not atomic."""
-
-    kind = "s3"
-    atomic_publish = False
-
-    def __init__(self, name: str, *, endpoint: str | None, bucket: str, prefix: str, region: str | None,
-                 access_key: str | None, secret_file: Path | None, timeout: float):
-        super().__init__(name, f"{bucket}/{prefix.strip('/')}" if prefix.strip("/") else bucket)
-        self.endpoint, self.bucket, self.region = endpoint, bucket, region
-        self.access_key, self.secret_file, self.timeout = access_key, secret_file, timeout
-
-    @classmethod
-    def from_spec(cls, name: str, spec: dict[str, Any], root: Path) -> "S3Tier":
-        access, secret = spec.get("access_key"), spec.get("secret_key_file")
-        if bool(access) != bool(secret):
-            raise ConfigError(f"Tier '{name}' sets only one of access_key and secret_key_file.",
-                              hint=f"Set both in [tiers.{name}], or neither to use the AWS_* environment variables.")
-        try:
-            timeout = float(spec.get("timeout", 10))
-        except (TypeError, ValueError):
-            raise ConfigError(f"Tier '{name}': timeout must be a number of seconds.",
-                              hint=f"Fix [tiers.{name}] in preserve.toml.") from None
-        return cls(name, endpoint=spec.get("endpoint") or None, bucket=_require(name, spec, "bucket"),
-                   prefix=str(spec.get("prefix") or ""), region=spec.get("region") or None,
-                   access_key=str(access) if access else None,
-                   secret_file=_file(root, str(secret)) if secret else None, timeout=timeout)
-
-    @property
-    def location(self) -> str:
-        return f"s3://{self.root}"
-
-    @property
-    def hint(self) -> str:
-        creds = (f"access key {self.access_key} with the secret in {self.secret_file}" if self.access_key
-                 else "the AWS_* credentials in the environment")
-        return (f"Check the endpoint {self.endpoint or '(AWS)'}, that bucket '{self.bucket}' exists, and {creds}.")
-
-    @property
-    def lib_errors(self) -> tuple[type[BaseException], ...]:   # type: ignore[override]
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        return (BotoCoreError, ClientError)
-
-    def _connect(self) -> Any:
-        import s3fs
-
-        creds = {}
-        if self.access_key and self.secret_file:
-            creds = {"key": self.access_key, "secret": self.secret_file.read_text(encoding="utf-8").strip()}
-        fs = s3fs.S3FileSystem(
-            skip_instance_cache=True, use_listings_cache=False, **creds,
-            client_kwargs={"endpoint_url": self.endpoint, "region_name": self.region},
-            config_kwargs={"connect_timeout": self.timeout, "retries": {"total_max_attempts": 2}})
-        fs.retries = 3   # s3fs's own retry loop (a class attribute, 5 by default) on top of botocore's
-        return fs
-
-    def _unreachable(self, e: BaseException) -> bool:
-        from botocore import exceptions as bx
-
-        return isinstance(e, (bx.ConnectionError, bx.HTTPClientError, bx.NoCredentialsError,
-                              bx.PartialCredentialsError, bx.CredentialRetrievalError,
-                              PermissionError, ConnectionError, TimeoutError))
-
-    def _check_base(self, fs: Any) -> None:
-        try:
-            fs.call_s3("head_bucket", Bucket=self.bucket)
-        except FileNotFoundError:
-            raise self._down(f"bucket '{self.bucket}' does not exist") from None
-        except PermissionError as e:
-            raise self._down(f"access to bucket '{self.bucket}' refused ({e})") from e
-        except (OSError, *self.lib_errors) as e:
-            raise self._down(str(e) or type(e).__name__) from e
-
-    def _makedirs(self, fs: Any, path: str, made: set[str]) -> None:
-        """S3 has no folders."""
-
-    def _open_read(self, fs: Any, path: str, size: int) -> Any:
-        return fs.open(path, "rb", block_size=S3_BLOCK, cache_type="readahead")
-
-    def _open_write(self, fs: Any, path: str) -> Any:
-        return fs.open(path, "wb", block_size=S3_BLOCK)
-
-    def _remove(self, fs: Any, paths: list[str]) -> None:
-        """Bulk delete; each tree loses its bagit.txt first, so a half-deleted tree is never counted as held."""
-        bags = [f"{p}/{BAG_DECLARATION}" for p in paths if _s3_isdir(fs, p)]
-        for batch in (bags, paths):
-            if batch:
-                try:
-                    fs.rm(batch, recursive=batch is paths)
-                except FileNotFoundError:
-                    pass
-
-    def aip_paths(self) -> set[str]:
-        """One listing; a version counts only when its bagit.txt is there (files reach their final keys one by
-        one and bagit.txt is written last, so a tree without it is an interrupted write)."""
-        files = {info.path for info in self.list(AIPS_PREFIX)}
-        found = set()
-        for p in files:
-            parts = p.split("/")
-            if len(parts) >= 6 and parts[4].startswith("v"):
-                found.add("/".join(parts[:5]))
-        return {p for p in found if f"{p}/{BAG_DECLARATION}" in files}
-
-
-def _s3_isdir(fs: Any, path: str) -> bool:
-    try:
-        return fs.info(path)["type"] == "directory"
-    except FileNotFoundError:
-        return False
-
-
-_KINDS: dict[str, type[FsspecTier]] = {"memory": MemoryTier, "sftp": SftpTier, "s3": S3Tier}
+def __getattr__(name: str) -> Any:
+    """The kind classes stay importable from here (`from preserve.storage.remote import SftpTier`), lazily."""
+    for module, cls_name in _KINDS.values():
+        if name == cls_name:
+            return getattr(importlib.import_module(f".{module}", __package__), cls_name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
