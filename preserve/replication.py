@@ -113,12 +113,16 @@ class Replicator:
         todo = [(a, ts) for a, ts in todo if ts]
         total = sum(a["bytes"] * len(ts) for a, ts in todo)
         self.progress.start("Sao lưu bản sao / replicating", total or None, "bytes")
-        restic_jobs: dict[str, list[tuple[dict, Path, Inventory, str, Callable[[], None]]]] = {}
+        # restic tiers take AIPs in batches (one snapshot each), flushed as they fill: memory stays bounded
+        restic_jobs: dict[str, list[tuple[dict, Path, Inventory, Callable[[], None]]]] = {}
         try:
             for aip, targets in todo:
                 self._replicate_one(aip, targets, result, restic_jobs)
+                for tname, jobs in restic_jobs.items():
+                    if len(jobs) >= RESTIC_BATCH:
+                        self._flush_restic(tname, jobs, result)
             for tname, jobs in restic_jobs.items():
-                self._replicate_restic(tname, jobs, result)
+                self._flush_restic(tname, jobs, result)
         finally:
             for jobs in restic_jobs.values():
                 for job in jobs:
@@ -128,6 +132,15 @@ class Replicator:
         self._check_minimum(result, aip_ids)
         result.alerts = list(self.alerter.raised)
         return result
+
+    def _flush_restic(self, tname: str, jobs: list, result: ReplicationResult) -> None:
+        """Back up the queued AIPs to a restic tier, then release their sources (and empty the queue)."""
+        try:
+            self._replicate_restic(tname, jobs, result)
+        finally:
+            for job in jobs:
+                job[3]()
+            jobs.clear()
 
     # ------------------------------------------------------------------ one AIP
     def _replicate_one(self, aip: dict, targets: list[str], result: ReplicationResult,
@@ -141,19 +154,18 @@ class Replicator:
                 self._fail(aip, t, "E-REPL-NO-SOURCE", "no tier holds an intact copy to copy from", result,
                            params={"detail": "no intact source"})
             return
-        src_tier, base, inv, release = source
-        handed_to_restic = False
+        src_tier, base, inv, release_source = source
+        holders = 1 + sum(1 for t in reachable if self.tiers[t].kind == "restic")
+        release = _shared_release(release_source, holders)  # the source goes when its last user is done
         try:
             for t in reachable:
                 tier = self.tiers[t]
                 if tier.kind == "restic":
                     restic_jobs.setdefault(t, []).append((aip, base, inv, release))
-                    handed_to_restic = True
                     continue
                 self._copy_fs(aip, tier, base, inv, result, src_tier)
         finally:
-            if not handed_to_restic:
-                release()
+            release()
 
     def _copy_fs(self, aip: dict, tier: Tier, base: Path, inv: Inventory, result: ReplicationResult,
                  src_tier: str) -> None:
@@ -402,6 +414,17 @@ def _download(tier: Tier, rel: str, base: Path) -> None:
         dest = base / info.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         tier.get(info.path, dest)
+
+
+def _shared_release(release: Callable[[], None], holders: int) -> Callable[[], None]:
+    """A release function that runs `release` once, on its `holders`-th call."""
+    left = [holders]
+
+    def once() -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            release()
+    return once
 
 
 def _root_digests(bag: Path) -> dict[str, str]:

@@ -199,3 +199,17 @@ def test_locked_repository_is_a_clear_exit_2(orepo):
     finally:
         holder.send_signal(signal.SIGINT)
         holder.wait(20)
+
+
+def test_large_runs_go_off_site_in_batches_of_snapshots(orepo, small, monkeypatch):
+    """A run queues AIPs for the restic tier and backs them up as each batch fills (bounded memory), one
+    snapshot per batch."""
+    import preserve.replication as replication
+
+    monkeypatch.setattr(replication, "RESTIC_BATCH", 1)
+    res = orepo.ingest(small)
+    assert res.replication.ok
+    snaps = orepo.tier("offsite").snapshots()
+    assert len(snaps) == 2
+    paths = sorted(t for s in snaps for t in s["tags"] if t.startswith("path="))
+    assert paths == sorted(f"path={orepo.show_aip(a['id'])['path']}" for a in res.aips)

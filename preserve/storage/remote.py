@@ -446,7 +446,6 @@ def spec_file(root: Path, value: str) -> Path:
     return p if p.is_absolute() else root / p
 
 
-
 def __getattr__(name: str) -> Any:
     """The kind classes stay importable from here (`from preserve.storage.remote import SftpTier`), lazily."""
     for module, cls_name in _KINDS.values():
