@@ -444,11 +444,3 @@ def require_setting(name: str, spec: dict[str, Any], key: str) -> str:
 def spec_file(root: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else root / p
-
-
-def __getattr__(name: str) -> Any:
-    """The kind classes stay importable from here (`from preserve.storage.remote import SftpTier`), lazily."""
-    for module, cls_name in _KINDS.values():
-        if name == cls_name:
-            return getattr(importlib.import_module(f".{module}", __package__), cls_name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
