@@ -15,8 +15,9 @@ from typing import Any, Iterable
 
 import yaml
 
-ERROR, WARNING, INFO = "error", "warning", "info"
-_SEVERITY = {"E": ERROR, "W": WARNING, "I": INFO}
+CRITICAL, ERROR, WARNING, INFO = "critical", "error", "warning", "info"
+_SEVERITY = {"C": CRITICAL, "E": ERROR, "W": WARNING, "I": INFO}
+SEVERITY_RANK = {INFO: 0, WARNING: 1, ERROR: 2, CRITICAL: 3}  # for minimum-severity filters
 
 
 @lru_cache(maxsize=1)
@@ -67,7 +68,7 @@ class Finding:
 
     @property
     def is_error(self) -> bool:
-        return self.severity == ERROR
+        return self.severity in (ERROR, CRITICAL)
 
     def to_dict(self) -> dict[str, Any]:
         d = {

@@ -241,6 +241,56 @@ class Repository:
                              progress=progress)
             return rep.run(aip_ids, tier)
 
+    def trusted_certs(self) -> list:
+        """The repository's signing certificates, current and retired (signing-cert.pem, signing-cert.pem.*)."""
+        from cryptography import x509
+
+        certs = []
+        cert = self.settings.signing_cert
+        for p in sorted(cert.parent.glob(cert.name + "*")):
+            try:
+                certs.extend(x509.load_pem_x509_certificates(p.read_bytes()))
+            except (OSError, ValueError):
+                continue
+        return certs
+
+    def audit(self, tier: str | None = None, aip_ids: list[str] | None = None, *, due: bool = True,
+              time_limit: float | None = None, progress: Progress | None = None):
+        """Re-read and verify replicas (the due ones, or all), record a fixity event per replica, update their
+        status, alert on damage and on unreachable tiers; on a restic tier, also check the next part of its
+        packs. Returns an AuditResult."""
+        from .errors import StorageError
+
+        policy = self.policy()
+        result = self._auditor(progress).run(tier, aip_ids, due=due, time_limit=time_limit)
+        down = {u["tier"] for u in result.unreachable}
+        restic = [t for t in policy.copy_tiers if self.tier(t).kind == "restic" and t not in down
+                  and (tier is None or t == tier)]
+        if restic and aip_ids is None and not result.stopped_early:
+            try:
+                result.offsite_checks = self.offsite_check()["checks"]
+            except StorageError as e:
+                for t in restic:
+                    result.unreachable.append({"tier": t, "reason": str(e).split("\n")[0]})
+        return result
+
+    def _auditor(self, progress: Progress | None = None):
+        from .fixity.audit import Auditor
+        from .ingest import now_iso
+
+        return Auditor(catalog=self.catalog, policy=self.policy(), tiers=self.tiers(), alerter=self.alerter(),
+                       now=lambda: now_iso(self.settings.timezone), trusted_certs=self.trusted_certs(),
+                       state_dir=self.root / "state", progress=progress)
+
+    def repair(self, aip_ids: list[str] | None = None, tier: str | None = None):
+        """Replace every replica the latest audits found damaged or missing (or those named) from a copy verified
+        in the same run; verify the result. Returns a RepairResult."""
+        from .fixity.repair import Repairer
+
+        auditor = self._auditor()
+        return Repairer(auditor=auditor, catalog=self.catalog, tiers=self.tiers(), alerter=auditor.alerter,
+                        now=auditor.now, policy=self.policy()).run(aip_ids, tier)
+
     def tiers_status(self) -> list[dict[str, Any]]:
         from .storagestatus import tiers_status
 

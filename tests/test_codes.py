@@ -138,7 +138,7 @@ def test_every_code_is_exercised_by_a_test():
 
 def test_codes_are_well_formed_and_bilingual():
     for code, c in codes().items():
-        assert re.fullmatch(r"[EWI](-[A-Z0-9]+)+", code), code
+        assert re.fullmatch(r"[CEWI](-[A-Z0-9]+)+", code), code
         assert c["vi"] and c["en"] and c["vi"] != c["en"], code
 
 

@@ -25,6 +25,8 @@ from . import chain, records
 from .db import is_sqlite, make_engine, read_session, write_session
 from .models import (
     CATALOG_METADATA,
+    REPLICA_DAMAGED,
+    REPLICA_MISSING,
     REPLICA_OK,
     REPLICA_STATUSES,
     AgentRecord,
@@ -241,6 +243,30 @@ class Catalog:
                 query = query.where(Replica.tier == tier)
             return [{"aip": r.aip_id, **_replica_dict(r)}
                     for r in s.exec(query.order_by(Replica.aip_id, Replica.tier))]
+
+    def file_digests(self, aip_id: str) -> dict[str, dict[str, Any]]:
+        """The payload files of one AIP version as the catalog recorded them: {"data/<path>": {size, sha256,
+        sha512}} (what an audit compares a replica with, besides the bag's own manifests)."""
+        with read_session(self.engine) as s:
+            rows = s.exec(select(AipFileRecord.path, AipFileRecord.size, AipFileRecord.sha256, AipFileRecord.sha512)
+                          .where(AipFileRecord.aip_id == aip_id))
+            return {f"data/{p}": {"size": size, "sha256": h256, "sha512": h512} for p, size, h256, h512 in rows}
+
+    def audit_candidates(self, tiers: Iterable[str], aip_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Replica rows on `tiers` that hold (or held) a copy — status ok, damaged or missing — with what an
+        audit needs: {aip, fileCode, tier, rel, tagmanifest_sha256, status, last_verified}; never verified
+        first, then oldest verification first."""
+        wanted = None if aip_ids is None else set(aip_ids)
+        with read_session(self.engine) as s:
+            rows = s.exec(select(Replica, AipRecord.file_code, AipRecord.path, AipRecord.tagmanifest_sha256)
+                          .join(AipRecord, AipRecord.id == Replica.aip_id)
+                          .where(Replica.tier.in_(list(tiers)),
+                                 Replica.status.in_([REPLICA_OK, REPLICA_DAMAGED, REPLICA_MISSING])))
+            out = [{"aip": r.aip_id, "fileCode": fc, "tier": r.tier, "rel": path, "tagmanifest_sha256": tm,
+                    "status": r.status, "last_verified": r.verified_at}
+                   for r, fc, path, tm in rows if wanted is None or r.aip_id in wanted]
+        out.sort(key=lambda x: (x["last_verified"] is not None, x["last_verified"] or "", x["tier"], x["aip"]))
+        return out
 
     def replication_state(self, aip_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Every AIP version (or those named) with what replication needs: {id, fileCode, version, path, bytes,

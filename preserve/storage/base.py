@@ -18,7 +18,7 @@ import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ..errors import StorageError
 
@@ -43,11 +43,31 @@ class FileInfo:
     size: int
 
 
+KEEP_MAX = 64 << 20  # the most bytes of one file `read_tree(keep=…)` hands back (tag files are small)
+
+
 @dataclass(frozen=True)
 class FileDigest:
     path: str                  # relative to the tree that was read or written
     size: int
     digests: dict[str, str]    # algorithm -> hex
+    content: bytes | None = None  # the file's bytes, when read_tree was asked to keep them
+
+
+def hash_keeping(stream: BinaryIO, algorithms: Iterable[str], keep: bool) -> tuple[int, dict[str, str], bytes | None]:
+    """Hash a stream in one pass; with `keep`, also return its bytes (up to KEEP_MAX, else None)."""
+    from ..digest import CHUNK, MultiHasher
+
+    mh = MultiHasher(algorithms)
+    kept: bytearray | None = bytearray() if keep else None
+    while chunk := stream.read(CHUNK):
+        mh.update(chunk)
+        if kept is not None:
+            kept += chunk
+            if len(kept) > KEEP_MAX:
+                kept = None
+    d = mh.result()
+    return d.size, dict(d.values), bytes(kept) if kept is not None else None
 
 
 def clean_rel(rel: str) -> str:
@@ -133,19 +153,21 @@ class Tier(ABC):
         with self.open(rel) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
 
-    def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",)) -> Iterator[FileDigest]:
+    def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",),
+                  keep: Callable[[str], bool] | None = None) -> Iterator[FileDigest]:
         """Stream every file of the tree at rel, hashing each in one pass; paths relative to the tree.
+        `keep(path)` names the (small) files whose bytes are handed back too, read in that same pass.
         Raises FileNotFoundError when the tree is not there."""
-        from ..digest import hash_stream
-
         rel = clean_rel(rel)
+        algorithms = tuple(algorithms)
         files = list(self.list(rel))
         if not files and not self.exists(rel):
             raise FileNotFoundError(rel)
         for info in files:
+            name = info.path[len(rel) + 1:] if rel else info.path
             with self.open(info.path) as f:
-                d = hash_stream(f, algorithms)
-            yield FileDigest(info.path[len(rel) + 1:] if rel else info.path, d.size, dict(d.values))
+                size, digests, content = hash_keeping(f, algorithms, bool(keep and keep(name)))
+            yield FileDigest(name, size, digests, content)
 
     def aip_paths(self) -> set[str]:
         """Relative paths of the AIP versions held: {"aips/ab/cd/<uuid>/v1", …}."""

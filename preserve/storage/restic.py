@@ -20,7 +20,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Sequence
@@ -29,7 +29,7 @@ import psutil
 
 from ..digest import CHUNK, hash_stream
 from ..errors import ConfigError, StorageError
-from .base import AIPS_PREFIX, FileDigest, FileInfo, Tier, TierConflict, TierUnreachable, clean_rel
+from .base import AIPS_PREFIX, FileDigest, FileInfo, Tier, TierConflict, TierUnreachable, clean_rel, hash_keeping
 from .restic_cmd import SCHEMES, Restic, ResticLocked, ResticPasswordError, ResticRepositoryMissing
 
 __all__ = ["Restic", "ResticLocked", "ResticPasswordError", "ResticRepositoryMissing", "ResticTier"]
@@ -233,16 +233,18 @@ class ResticTier(Tier):
             raise
         return reader  # type: ignore[return-value]
 
-    def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",)) -> Iterator[FileDigest]:
+    def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",),
+                  keep: Callable[[str], bool] | None = None) -> Iterator[FileDigest]:
         """Stream `restic dump` of the tree (a tar) and hash each file in one pass; nothing is written to disk.
         A damaged pack makes restic stop mid-stream: its error is raised (StorageError)."""
         rel = clean_rel(rel)
         found = self._containing(rel)
         if found is None:
             raise FileNotFoundError(rel)
-        return self._read_snapshot_tree(found[1]["id"], rel, tuple(algorithms))
+        return self._read_snapshot_tree(found[1]["id"], rel, tuple(algorithms), keep)
 
-    def _read_snapshot_tree(self, snap_id: str, rel: str, algorithms: tuple[str, ...]) -> Iterator[FileDigest]:
+    def _read_snapshot_tree(self, snap_id: str, rel: str, algorithms: tuple[str, ...],
+                            keep: Callable[[str], bool] | None = None) -> Iterator[FileDigest]:
         with self.restic.dump(snap_id, "/" + rel) as stream:
             try:
                 with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -250,8 +252,9 @@ class ResticTier(Tier):
                         if member.isfile():
                             f = tar.extractfile(member)
                             assert f is not None
-                            d = hash_stream(f, algorithms)
-                            yield FileDigest(_member_path(member.name, rel), d.size, dict(d.values))
+                            name = _member_path(member.name, rel)
+                            size, digests, content = hash_keeping(f, algorithms, bool(keep and keep(name)))
+                            yield FileDigest(name, size, digests, content)
                 while stream.read(CHUNK):  # the rest (tar padding); at its end restic's exit status is checked
                     pass
             except tarfile.TarError as e:
