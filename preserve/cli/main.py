@@ -176,11 +176,30 @@ def aips_show(aip_id: str = typer.Argument(..., help="AIP id (uuid-…)"), repo:
 
 
 @app.command()
-def events(aip: Optional[str] = typer.Option(None, "--aip", help="Only events of this AIP."),
+def events(action: Optional[str] = typer.Argument(None, help="`verify`: only walk the hash chain and report any "
+                                                            "edited, removed or reordered event."),
+           aip: Optional[str] = typer.Option(None, "--aip", help="Only events of this AIP."),
            limit: Optional[int] = typer.Option(None, help="Only the last N events."),
            verify: bool = typer.Option(False, "--verify", help="Check the event log's hash chain."),
            repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
-    """PREMIS events from the catalog's hash-chained log."""
+    """PREMIS events from the catalog's hash-chained log (`preserve events verify` checks the chain)."""
+    if action not in (None, "verify"):
+        err.print(f"[red]Unknown action {action!r}.[/] Use `preserve events` or `preserve events verify`.")
+        raise typer.Exit(EXIT_ERROR)
+    if action == "verify":
+        with handled():
+            with _open(repo) as r:
+                problems = r.catalog.verify_chain()
+                head = r.catalog.chain_head()
+        data = {"ok": not problems, "events": head.get("seq"), "head": head,
+                "problems": [{"code": p.split(":", 1)[0], "detail": p.split(":", 1)[-1].strip()} for p in problems]}
+        if json_:
+            emit_json(data)
+        else:
+            out.print(f"[green]Chuỗi sự kiện nguyên vẹn / event chain intact[/] ({data['events']} events)"
+                      if not problems else "[bold red]Chuỗi sự kiện bị sửa / event chain broken:[/]\n  "
+                      + "\n  ".join(problems))
+        raise typer.Exit(EXIT_FINDINGS if problems else EXIT_OK)
     with handled():
         with _open(repo) as r:
             evs = r.events(aip, limit)
