@@ -84,7 +84,7 @@ class Hook(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), HookHandler)
         self.bodies: list[dict] = []
         self.content_types: list[str] = []
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property

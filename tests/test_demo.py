@@ -22,3 +22,5 @@ def test_demo_shows_three_copies(tmp_path):
     assert all(t["aips"] == data["aips"] for t in data["tiers"].values())
     assert data["copies"] and all(c == {"primary": "ok", "secondary": "ok", "offsite": "ok"}
                                   for c in data["copies"].values())
+    assert data["audit"]["replicas"] == 3 * data["aips"] and data["audit"]["damaged"] == 0
+    assert data["damage"]["found"] == ["E-AUDIT-FILE-CORRUPTED"] and data["damage"]["repaired"] == ["repaired"]

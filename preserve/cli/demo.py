@@ -57,8 +57,18 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         for row in status:
             say(f"   tier {row['tier']:<10} {row['kind']:<7} reachable: {row['reachable']}  AIPs: {row['aips']}  "
                 f"missing: {row['missing']}")
+        audit = repo.audit(due=False)
+        say(f"[bold]7. Kiểm tra toàn vẹn mọi bản sao / audit of every copy:[/] {len(audit.audits)} replicas, "
+            f"{len(audit.damaged)} damaged, pack check: {[c['subset'] for c in audit.offsite_checks]}")
+        damaged = _damage_one(repo, aips[0]["id"]) if aips else None
+        after = repo.audit(due=False, tier="secondary")
+        found = [f.code for a in after.damaged for f in a.findings]
+        say(f"[bold]8. Làm hỏng một tệp / damage one file[/] {damaged}: audit finds {found}")
+        fixed = repo.repair()
+        say(f"   repair: {[(x['tier'], x['status'], x['source']) for x in fixed.repairs]}; "
+            f"audit again: {'intact' if repo.audit(due=False, tier='secondary').ok else 'DAMAGED'}")
         evs = repo.events()
-        say(f"[bold]7. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events --verify`)")
+        say(f"[bold]9. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events verify`)")
         for e in evs[-8:]:
             say(f"   {e['datetime']}  {e['type']:<28} {e['outcome']}")
         first = aips[0]["id"] if aips else None
@@ -69,17 +79,28 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
             "batches": str(batches), "aips": len(aips), "refused": [x["fileCode"] for x in r1.refused + r2.refused],
             "example_aip": str(repo.aip_dir(first)) if first else None, "events": len(evs),
             "tiers": {r["tier"]: {"kind": r["kind"], "location": r["location"], "aips": r["aips"]} for r in status},
-            "copies": copies,
+            "copies": copies, "audit": {"replicas": len(audit.audits), "damaged": len(audit.damaged)},
+            "damage": {"file": damaged, "found": found, "repaired": [x["status"] for x in fixed.repairs]},
         }
         if as_json:
             emit_json(where)
         else:
-            out.print("[bold]8. Ở đâu / where everything is[/]")
+            out.print("[bold]10. Ở đâu / where everything is[/]")
             for k, v_ in where.items():
-                if k not in ("tiers", "copies"):  # shown in step 6
+                if k not in ("tiers", "copies", "audit", "damage"):  # shown above
                     out.print(f"   {k}: {v_}")
             out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
                       f"[bold]preserve tiers status --repo {repo_dir}[/]")
         return 0
     finally:
         repo.close()
+
+
+def _damage_one(repo, aip_id: str) -> str:
+    """Flip one byte of one scan in the secondary copy, as a failing disk would."""
+    info = repo.show_aip(aip_id)
+    pdf = sorted((repo.root / "tiers/secondary" / info["path"]).rglob("*.pdf"))[0]
+    raw = bytearray(pdf.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    pdf.write_bytes(bytes(raw))
+    return str(pdf.relative_to(repo.root))

@@ -79,14 +79,14 @@ class RunLog:
     # --- writes ---------------------------------------------------------------------------------------------
     def start(self, job_id: str, cause: str) -> int:
         with _db(f"record the start of {job_id}"), write_session(self.engine) as s:
-            res = s.execute(insert(runs_table).values(
+            res = s.exec(insert(runs_table).values(
                 job_id=job_id, cause=cause, started_at=self._now(), outcome=RUNNING, summary="", host=host(),
                 pid=os.getpid()))
             return int(res.inserted_primary_key[0])
 
     def finish(self, seq: int, outcome: str, summary: str) -> None:
         with _db(f"record the end of run {seq}"), write_session(self.engine) as s:
-            s.execute(update(runs_table).where(runs_table.c.seq == seq)
+            s.exec(update(runs_table).where(runs_table.c.seq == seq)
                       .values(finished_at=self._now(), outcome=outcome, summary=summary[:SUMMARY_MAX]))
 
     def fail_running(self, job_id: str, summary: str) -> None:
@@ -95,18 +95,18 @@ class RunLog:
         mine = ((runs_table.c.job_id == job_id) & (runs_table.c.outcome == RUNNING)
                 & (runs_table.c.host == host()) & (runs_table.c.pid == os.getpid()))
         with _db(f"record the failure of {job_id}"), write_session(self.engine) as s:
-            res = s.execute(update(runs_table).where(mine).values(finished_at=self._now(), outcome=FAILED,
+            res = s.exec(update(runs_table).where(mine).values(finished_at=self._now(), outcome=FAILED,
                                                                   summary=summary[:SUMMARY_MAX]))
             if not res.rowcount:
                 now = self._now()
-                s.execute(insert(runs_table).values(job_id=job_id, cause=CAUSE_SCHEDULE, started_at=now,
+                s.exec(insert(runs_table).values(job_id=job_id, cause=CAUSE_SCHEDULE, started_at=now,
                                                     finished_at=now, outcome=FAILED, summary=summary[:SUMMARY_MAX],
                                                     host=host(), pid=os.getpid()))
 
     def missed(self, job_id: str, scheduled_at: str, summary: str) -> None:
         now = self._now()
         with _db(f"record the missed run of {job_id}"), write_session(self.engine) as s:
-            s.execute(insert(runs_table).values(job_id=job_id, cause=CAUSE_SCHEDULE, scheduled_at=scheduled_at,
+            s.exec(insert(runs_table).values(job_id=job_id, cause=CAUSE_SCHEDULE, scheduled_at=scheduled_at,
                                                 started_at=now, finished_at=now, outcome=MISSED,
                                                 summary=summary[:SUMMARY_MAX], host=host(), pid=os.getpid()))
 
@@ -115,9 +115,9 @@ class RunLog:
         scheduler lock: then no scheduler on this machine is running them."""
         mine = (runs_table.c.outcome == RUNNING) & (runs_table.c.host == host())
         with _db("find interrupted runs"), write_session(self.engine) as s:
-            rows = [dict(r._mapping) for r in s.execute(select(runs_table).where(mine).order_by(runs_table.c.seq))]
+            rows = [dict(r._mapping) for r in s.exec(select(runs_table).where(mine).order_by(runs_table.c.seq))]
             if rows:
-                s.execute(update(runs_table).where(runs_table.c.seq.in_([r["seq"] for r in rows])).values(
+                s.exec(update(runs_table).where(runs_table.c.seq.in_([r["seq"] for r in rows])).values(
                     finished_at=self._now(), outcome=INTERRUPTED,
                     summary="tiến trình bị dừng giữa chừng; chạy lại khi khởi động / "
                             "the process stopped during this run; run again at startup"))
@@ -130,16 +130,16 @@ class RunLog:
         if job_id is not None:
             q = q.where(runs_table.c.job_id == job_id)
         with _db("read runs"), read_session(self.engine) as s:
-            return [dict(r._mapping) for r in s.execute(q)]
+            return [dict(r._mapping) for r in s.exec(q)]
 
     def last_seq(self) -> int:
         with _db("read runs"), read_session(self.engine) as s:
-            return int(s.execute(select(func.max(runs_table.c.seq))).scalar() or 0)
+            return int(s.exec(select(func.max(runs_table.c.seq))).scalar() or 0)
 
     def latest(self, job_id: str) -> dict[str, Any]:
         """{"last": the latest finished run or None, "running": the run in progress or None}."""
         base = select(runs_table).where(runs_table.c.job_id == job_id).order_by(runs_table.c.seq.desc()).limit(1)
         with _db("read runs"), read_session(self.engine) as s:
-            last = s.execute(base.where(runs_table.c.outcome != RUNNING)).first()
-            running = s.execute(base.where(runs_table.c.outcome == RUNNING)).first()
+            last = s.exec(base.where(runs_table.c.outcome != RUNNING)).first()
+            running = s.exec(base.where(runs_table.c.outcome == RUNNING)).first()
         return {"last": dict(last._mapping) if last else None, "running": dict(running._mapping) if running else None}
