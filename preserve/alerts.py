@@ -159,7 +159,8 @@ class Alerter:
                          "first_seen": plan.problem["first_seen"], "channels": [c.name for c, _ in plan.sends]})
         for channel, kind in plan.sends:
             data = self._payload(kind, finding, tier, aip, a.at, plan.problem, finding.code)
-            a.delivered[channel.name] = self._send(channel, data, finding.code, tier, aip)
+            failure = self._send(channel, data, finding.code, tier, aip)
+            a.delivered[channel.name] = failure.error if failure else None
         if plan.sends and self.state_path is not None:
             self._record(a, plan)
         return a
@@ -178,8 +179,6 @@ class Alerter:
             problems = data["problems"]
             key = problem_key(f.code, a.tier, a.aip, f.where)
             p = problems.get(key)
-            if p is not None:
-                p.setdefault("sent", {})
             if p is None:
                 status, p = "new", fresh
             elif p.get("params") != fresh["params"]:
@@ -188,6 +187,7 @@ class Alerter:
             else:
                 status = "repeat"
                 p.update(count=p.get("count", 0) + 1, last_seen=a.at)
+                p.setdefault("sent", {})
             previous_sent, previous_last = dict(p["sent"]), p.get("last_sent")
             due = self._reminder_due(previous_last, a.at)
             sends = [(c, "alert") for c in eligible if c.name not in p["sent"]]
@@ -235,9 +235,14 @@ class Alerter:
         if self.state_path is None:
             return []
         wanted = {"tier": tier, "aip": aip, "where": where}
+
+        def matches(p: dict[str, Any]) -> bool:
+            return p["code"] == code and all(v is None or p.get(n) == v for n, v in wanted.items())
+
+        if not any(matches(p) for p in AlertState(self.state_path).read()["problems"].values()):
+            return []  # the common case (nothing open): no lock, no rewrite
         with AlertState(self.state_path).update() as data:
-            closed = {k: p for k, p in data["problems"].items() if p["code"] == code
-                      and all(v is None or p.get(n) == v for n, v in wanted.items())}
+            closed = {k: p for k, p in data["problems"].items() if matches(p)}
             for k in closed:
                 del data["problems"][k]
         for p in closed.values():
@@ -266,19 +271,24 @@ class Alerter:
 
     def test(self) -> list[dict[str, Any]]:
         """Send I-ALERT-TEST on every configured channel, whatever its minimum severity (no dedup, no state).
-        One result per channel: {"channel", "target", "ok", "error"}; bad [alerts] values are a "config" row."""
+        One result per channel: {"channel", "target", "ok", "error", "check_vi", "check_en"} (what to look at
+        when it failed); bad [alerts] values are a "config" row."""
         f = Finding("I-ALERT-TEST", "alerts", {"repository": self.repository or self.root})
         at = self._now()
         results = []
         if self.log_path is not None:
             self._write_log({"at": at, "tier": None, "aip": None, **f.to_dict(), "kind": "test",
                              "channels": [c.name for c in self.channels]})
-            results.append({"channel": "log", "target": str(self.log_path), "ok": True, "error": None})
+            results.append({"channel": "log", "target": str(self.log_path), "ok": True, "error": None,
+                            "check_vi": None, "check_en": None})
         for channel in self.channels:
-            error = self._send(channel, self._payload("test", f, None, None, at, None, None), f.code, None, None)
-            results.append({"channel": channel.name, "target": channel.target, "ok": error is None, "error": error})
-        results += [{"channel": "config", "target": "preserve.toml [alerts]", "ok": False, "error": e}
-                    for e in self.config_errors]
+            e = self._send(channel, self._payload("test", f, None, None, at, None, None), f.code, None, None)
+            results.append({"channel": channel.name, "target": channel.target, "ok": e is None,
+                            "error": e.error if e else None, "check_vi": e.check_vi if e else None,
+                            "check_en": e.check_en if e else None})
+        results += [{"channel": "config", "target": "preserve.toml [alerts]", "ok": False, "error": msg,
+                     "check_vi": "bảng [alerts] trong preserve.toml", "check_en": "the [alerts] table in preserve.toml"}
+                    for msg in self.config_errors]
         return results
 
     # ------------------------------------------------------------------ plumbing
@@ -293,14 +303,14 @@ class Alerter:
                        repository=self.repository, root=self.root)
 
     def _send(self, channel: Channel, data: dict[str, Any], code: str, tier: str | None,
-              aip: str | None) -> str | None:
-        """Deliver on one channel. Returns None, or the error after logging it (log line and logger)."""
+              aip: str | None) -> ChannelError | None:
+        """Deliver on one channel. Returns None, or the failure after logging it (log line and logger)."""
         try:
             channel.send(data)
             return None
         except ChannelError as e:
             self._delivery_failed(channel, e, code, tier, aip)
-            return e.error
+            return e
 
     def _delivery_failed(self, channel: Channel, e: ChannelError, code: str, tier: str | None,
                          aip: str | None) -> None:

@@ -172,6 +172,10 @@ def check(repo, subset: str | None = None) -> dict[str, Any]:
                   + ("no errors" if ok else "; ".join(row["errors"][:5]) or "errors"))
         repo.catalog.append_event(Event(f"uuid-{uuid.uuid4()}", "fixity check", when, "success" if ok else "failure",
                                         detail, [AGENT], [name]), None)
+        if ok:
+            repo.alerter().resolve("E-OFFSITE-CHECK", tier=name)
+        if not late:
+            repo.alerter().resolve("W-OFFSITE-CYCLE-LATE", tier=name)
         if not ok:
             repo.alerter().alert(Finding("E-OFFSITE-CHECK", name, {"tier": name, "subset": use,
                                                                    "detail": "; ".join(row["errors"][:3])}),

@@ -90,6 +90,7 @@ class Replicator:
         self.scratch = scratch
         self.progress = progress or NullProgress()
         self._reach: dict[str, str | None] = {}    # tier -> None (reachable) or why not
+        self._resolved_tiers: set[str] = set()
         self._alerted: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ public
@@ -329,6 +330,12 @@ class Replicator:
         location = tier.url(aip["path"])
         ev = Event(f"uuid-{uuid.uuid4()}", "replication", when, "success", detail, [AGENT], [aip["id"]])
         self.catalog.set_replica(aip["id"], tier.name, location, "ok", when, [ev])
+        for code in ("E-REPL-FAILED", "E-REPL-VERIFY", "E-REPL-NO-SOURCE"):
+            self._resolve(code, tier=tier.name, aip=aip["id"])
+        if tier.name not in self._resolved_tiers:  # the tier took a copy: it is reachable and has room
+            self._resolved_tiers.add(tier.name)
+            for code in ("E-TIER-UNREACHABLE", "E-TIER-FULL"):
+                self._resolve(code, tier=tier.name)
         result.copies.append({"aip": aip["id"], "fileCode": aip["fileCode"], "tier": tier.name, "status": status,
                               "detail": detail, "location": location})
 
@@ -345,10 +352,22 @@ class Replicator:
         self.catalog.set_replica(aip["id"], tier, location, "failed", None, events, detail=detail)
         result.copies.append({"aip": aip["id"], "fileCode": aip["fileCode"], "tier": tier, "status": "failed",
                               "code": code, "detail": detail, "location": location})
-        key = (code, tier) if unreachable or code == "E-TIER-FULL" else (code, f"{tier}/{aip['id']}")
+        if unreachable:  # one problem per tier, whatever AIP met it first
+            self._alert_once(Finding("E-TIER-UNREACHABLE", tier, {"tier": tier, "detail": detail}), tier=tier,
+                             aip=None, key=(code, tier))
+            return
+        if code == "E-TIER-FULL":
+            self._alert_once(Finding(code, tier, {"aip": aip["id"], "tier": tier, "detail": detail}), tier=tier,
+                             aip=None, key=(code, tier))
+            return
         self._alert_once(Finding(code, f"{tier}:{aip['path']}", {"aip": aip["id"], "tier": tier, "detail": detail,
                                                                  **(params or {})}),
-                         tier=tier, aip=None if key[1] == tier else aip["id"], key=key)
+                         tier=tier, aip=aip["id"], key=(code, f"{tier}/{aip['id']}"))
+
+    def _resolve(self, code: str, **where) -> None:
+        resolve = getattr(self.alerter, "resolve", None)
+        if resolve is not None:
+            resolve(code, **where)
 
     def _alert_once(self, finding: Finding, *, tier: str | None, aip: str | None,
                     key: tuple[str, str] | None = None) -> None:
@@ -372,7 +391,7 @@ class Replicator:
         primary tier included)."""
         for name in self.policy.copy_tiers:
             if name in self.tiers and self._reachable_quiet(name):
-                check_free_space(self.tiers[name], self.policy, self._alert_once)
+                check_free_space(self.tiers[name], self.policy, self._alert_once, self._resolve)
 
     def _check_minimum(self, result: ReplicationResult, aip_ids: list[str] | None) -> None:
         low = []
@@ -384,14 +403,18 @@ class Replicator:
                                                 "missing": missing})
             if len(good) < self.policy.copies_minimum:
                 low.append(a["id"])
+        if not low:
+            self._resolve("E-COPIES-BELOW-MIN")
         if low:
             self._alert_once(Finding("E-COPIES-BELOW-MIN", "", {
                 "count": len(low), "minimum": self.policy.copies_minimum,
                 "aips": ", ".join(low[:5]) + (" …" if len(low) > 5 else "")}), tier=None, aip=None)
 
 
-def check_free_space(tier: Tier, policy, alert: Callable[..., None]) -> dict[str, Any]:
-    """Compare a tier's free space with the policy's threshold; alert when below. Returns the figures."""
+def check_free_space(tier: Tier, policy, alert: Callable[..., None],
+                     resolve: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Compare a tier's free space with the policy's threshold; alert when below, resolve the alert when not.
+    Returns the figures."""
     tp = policy.tier(tier.name)
     try:
         free = tier.free_space()
@@ -403,6 +426,8 @@ def check_free_space(tier: Tier, policy, alert: Callable[..., None]) -> dict[str
         pct = int(total * tp.min_free_percent / 100)
         threshold = max(threshold or 0, pct)
     low = free is not None and threshold is not None and free < threshold
+    if free is not None and not low and resolve is not None:
+        resolve("W-TIER-LOW-SPACE", tier=tier.name)
     if low:
         alert(Finding("W-TIER-LOW-SPACE", tier.name, {"tier": tier.name, "free": _human(free),
                                                       "threshold": _human(threshold)}), tier=tier.name, aip=None)

@@ -39,10 +39,12 @@ def tiers_status(tiers: dict[str, Any], policy, catalog, alerter) -> list[dict[s
                     missing = [a for a in state if a["path"] not in held]
                     row["missing"] = len(missing)
                     row["missing_aips"] = [a["id"] for a in missing[:MISSING_LISTED]]
-            cap = check_free_space(tier, policy, lambda f, **kw: alerter.alert(f, **kw))
+            cap = check_free_space(tier, policy, lambda f, **kw: alerter.alert(f, **kw), _resolver(alerter))
             row.update(free=cap["free"], total=cap["total"], low_space=cap["low"], threshold=cap["threshold"])
         elif row["copy_tier"]:
             alerter.alert(_unreachable(name, why), tier=name)
+        if ok and _resolver(alerter):
+            _resolver(alerter)("E-TIER-UNREACHABLE", tier=name)
         out.append(row)
     return out
 
@@ -51,3 +53,7 @@ def _unreachable(name: str, why: str):
     from .findings import Finding
 
     return Finding("E-TIER-UNREACHABLE", name, {"tier": name, "detail": why})
+
+
+def _resolver(alerter):
+    return getattr(alerter, "resolve", None)

@@ -24,7 +24,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from preserve.alerts import STATE_FILE, Alerter, read_alerts
 from preserve.config import Settings, default_settings
-from preserve.findings import Finding, bilingual
+from preserve.findings import Finding
 
 PRESERVE = str(Path(sys.executable).parent / "preserve")
 ORG = "Lưu trữ lịch sử Tỉnh ủy (thử)"
@@ -408,9 +408,10 @@ def test_cli_alerts_test_and_list(repo_with_alerts, smtp, hook):
     assert p.returncode == 1, p.stdout + p.stderr
     failed = [c for c in json.loads(p.stdout)["channels"] if not c["ok"]]
     assert [c["channel"] for c in failed] == ["webhook"] and "refused" in failed[0]["error"].lower()
+    assert hook.url in failed[0]["check_en"] and "đang chạy" in failed[0]["check_vi"], "says what to check"
     assert len(smtp.messages) == 3, "mail still delivered (the problem's alert, and the second test)"
     p = run("alerts", "test", "--repo", root)
-    assert p.returncode == 1 and "webhook" in p.stdout and "lỗi / failed" in p.stdout
+    assert p.returncode == 1 and "webhook" in p.stdout and "lỗi / failed" in p.stdout and "Kiểm tra" in p.stdout
     p = run("alerts", "list", "--repo", root, "--json")
     rows = json.loads(p.stdout)
     assert [(x["code"], x["kind"]) for x in rows] == [

@@ -82,7 +82,7 @@ def test_tier_down_at_ingest_leaves_the_aip_stored_and_under_replicated(repo, ba
     assert [u["missing"] for u in data["replication"]["under_replicated"]] == [["secondary"], ["secondary"]]
     assert not sec.exists(), "an unreachable tier is never created"
     codes = alert_codes(repo)
-    assert codes.count("E-REPL-UNREACHABLE") == 1, codes  # one alert for the tier, not one per AIP
+    assert codes.count("E-TIER-UNREACHABLE") == 1, codes  # one alert for the tier, not one per AIP
     assert "E-COPIES-BELOW-MIN" in codes
     for a in data["aips"]:
         assert repo.show_aip(a["id"])["id"] == a["id"]

@@ -38,9 +38,9 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -224,7 +224,7 @@ def mail_message(d: dict[str, Any], sender: str, to: list[str]) -> EmailMessage:
     msg["Subject"] = subject(d)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
-    msg["Date"] = formatdate(localtime=True)
+    msg["Date"] = format_datetime(datetime.fromisoformat(d["at"]))  # the repository's timezone
     msg["Message-ID"] = make_msgid("preserve", domain=sender.rpartition("@")[2].strip("> ") or "preserve.local")
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Preserve-Kind"] = d["kind"]

@@ -22,7 +22,8 @@ def print_test(results: list[dict[str, Any]]) -> None:
         if r["ok"]:
             out.print(f"[green]✓ đã gửi / delivered[/] {r['channel']}  [dim]{r['target']}[/]")
         else:
-            out.print(f"[bold red]✗ lỗi / failed[/] {r['channel']}  [dim]{r['target']}[/]\n    {r['error']}")
+            out.print(f"[bold red]✗ lỗi / failed[/] {r['channel']}  [dim]{r['target']}[/]\n    {r['error']}\n"
+                      f"    → Kiểm tra {r['check_vi']}\n    [dim]→ Check {r['check_en']}[/]")
     if not any(r["channel"] in ("mail", "webhook") for r in results):
         out.print("  Chưa cấu hình thư hay webhook: chỉ ghi nhật ký cảnh báo / no mail or webhook configured: only "
                   "the alert log.\n  → Thêm [bold][alerts.mail][/] hoặc [bold][alerts.webhook][/] vào preserve.toml "
@@ -36,6 +37,8 @@ def print_log(rows: list[dict[str, Any]]) -> None:
         out.print(f"[dim]{a.get('at', '')}[/] [{style}]{a.get('code', '?')}[/] {a.get('kind', 'alert')}  "
                   f"[bold]{place or a.get('where', '')}[/]")
         out.print(f"    {a.get('message_vi', '')}\n    [dim]{a.get('message_en', '')}[/]")
+        if a.get("kind") == "delivery-failed" and a.get("hint_vi"):
+            out.print(f"    → {a['hint_vi']}\n    [dim]→ {a.get('hint_en', '')}[/]")
     if not rows:
         out.print("Chưa có cảnh báo / no alerts.")
 

@@ -325,11 +325,13 @@ def recover(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     emit_json({"actions": done}) if json_ else out.print("\n".join(done) or "Nothing to recover / không có gì cần khôi phục.")
 
 
+from . import alerts as _alerts  # noqa: E402
 from . import fixity as _fixity  # noqa: E402
 from . import storage as _storage  # noqa: E402
 
 _storage.register(app)
 _fixity.register(app)
+_alerts.register(app)
 
 
 def main() -> None:

@@ -181,6 +181,9 @@ class Auditor:
             reach, why = self.tiers[name].reachable()
             if reach:
                 ok.add(name)
+                resolve = getattr(self.alerter, "resolve", None)
+                if resolve is not None:
+                    resolve("E-TIER-UNREACHABLE", tier=name)
                 continue
             result.unreachable.append({"tier": name, "reason": why})
             self.alerter.alert(Finding("E-TIER-UNREACHABLE", name, {"tier": name, "detail": why}), tier=name)

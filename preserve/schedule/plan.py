@@ -173,8 +173,10 @@ class _Reader:
         return f"preserve.toml [{SECTION}] {key}"
 
     def bad(self, code: str, key: str, value: Any, detail: str) -> None:
-        self.findings.append(Finding(code, self.where(key), {"key": key, "value": str(value), "detail": detail,
-                                                             "forms": TRIGGER_FORMS}))
+        """Once per key and value: a global key read for every tier is reported once."""
+        f = Finding(code, self.where(key), {"key": key, "value": str(value), "detail": detail, "forms": TRIGGER_FORMS})
+        if f not in self.findings:
+            self.findings.append(f)
 
     def duration(self, key: str, value: Any, default: str) -> timedelta:
         try:
