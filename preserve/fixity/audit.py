@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -106,6 +107,7 @@ class Auditor:
         self.state_dir = state_dir
         self.workers = workers or max(2, os.cpu_count() or 2)
         self.progress = progress or NullProgress()
+        self._serial: dict[str, threading.Lock] = {}
 
     # ------------------------------------------------------------------ planning
     def plan(self, tier: str | None, aip_ids: list[str] | None, due: bool) -> list[dict[str, Any]]:
@@ -200,10 +202,11 @@ class Auditor:
                 tier.check()  # the whole disk gone is unreachable, not 1,000 missing replicas
                 return None, time.monotonic() - t0
             return read_local(bag, files, throttle), time.monotonic() - t0
-        try:
-            return read_tier(tier, row["rel"], throttle), time.monotonic() - t0
-        except FileNotFoundError:
-            return None, time.monotonic() - t0
+        with self._serial.setdefault(row["tier"], threading.Lock()):  # one connection per network tier
+            try:
+                return read_tier(tier, row["rel"], throttle), time.monotonic() - t0
+            except FileNotFoundError:
+                return None, time.monotonic() - t0
 
     def _finish(self, row: dict, fut: Future, result: AuditResult) -> None:
         exp = Expected(row["aip"], row["rel"], row["tagmanifest_sha256"], self.catalog.file_digests(row["aip"]))
