@@ -264,8 +264,9 @@ class Repository:
         policy = self.policy()
         result = self._auditor(progress).run(tier, aip_ids, due=due, time_limit=time_limit)
         down = {u["tier"] for u in result.unreachable}
-        restic = [t for t in policy.copy_tiers if self.tier(t).kind == "restic" and t not in down
-                  and (tier is None or t == tier)]
+        audited = {a.tier for a in result.audits}  # the pack check goes with AIP audits of the restic tier;
+        restic = [t for t in policy.copy_tiers if self.tier(t).kind == "restic" and t not in down   # its own
+                  and (tier is None or t == tier) and t in audited]                                # cadence: offsite-check
         if restic and aip_ids is None and not result.stopped_early:
             try:
                 result.offsite_checks = self.offsite_check()["checks"]

@@ -86,12 +86,15 @@ def alert_codes(root: Path) -> list[str]:
     return [a["code"] for a in read_alerts(root / "alerts.log")]
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 60.0):
+    """Poll until `predicate` holds; fail at once with its stderr if the scheduler process ended."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
+        if proc.poll() is not None:
+            raise AssertionError(f"the scheduler exited ({proc.returncode}) before {what}: {proc.stderr.read()}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -111,7 +114,8 @@ def test_jobs_from_the_default_policy():
     assert list(jobs) == ["audit:primary", "audit:secondary", "audit:offsite", "replicate", "offsite-backup",
                           "capacity", "offsite-check"]
     assert plan.findings == []
-    assert jobs["audit:primary"].trigger_text == "cron: 0 1 * * *" and jobs["audit:primary"].window == timedelta(hours=5)
+    assert jobs["audit:primary"].trigger_text == "cron: 0 1 * * *"
+    assert jobs["audit:primary"].window == timedelta(hours=5)
     assert jobs["replicate"].trigger_text == "interval: 1h"
     # offsite: audit_interval 180d / check_parts 12 → a part every 15 days, so a cycle ends within 180 days
     assert jobs["offsite-check"].trigger_text == "interval: 15d (auto)"
@@ -190,13 +194,13 @@ def test_interval_jobs_in_the_foreground_one_scheduler_per_repository(repo):
     configure(root, {"capacity": "interval: 1s", "replicate": "off", "audit": "off"})
     first = spawn(root)
     try:
-        wait_for(lambda: len([r for r in runs(root, "capacity") if r["outcome"] == "ok"]) >= 2, what="two runs")
+        wait_for(lambda: len([r for r in runs(root, "capacity") if r["outcome"] == "ok"]) >= 2, first, "two runs")
         second = spawn(root, "--once")
         _, err = second.communicate(timeout=30)
         assert second.returncode == 2
         assert f"another scheduler is running (PID {first.pid})" in " ".join(err.split()), err
         code, data = status_json(root)
-        assert data["scheduler"] == {"running": True, "pid": str(first.pid), "lock": str(root / "state/scheduler.lock")}
+        assert data["scheduler"] == {"running": True, "pid": first.pid, "lock": str(root / "state/scheduler.lock")}
     finally:
         first.send_signal(signal.SIGTERM)
         _, err = first.communicate(timeout=30)
@@ -229,13 +233,16 @@ def test_restart_after_sigkill_completes_the_interrupted_audit_once(repo, tmp_pa
 
     proc = spawn(root)
     try:
-        wait_for(lambda: len(fixity_checks()) >= 2, what="the audit to be under way")
+        wait_for(lambda: len(fixity_checks()) >= 2, proc, "the audit to be under way")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     checked_before = fixity_checks()
     assert 2 <= len(checked_before) < len(aips), "the audit finished before it was killed: slow it down"
     assert [r["outcome"] for r in runs(root, "audit:primary")] == ["running"]
+    code, data = status_json(root)
+    audit = next(j for j in data["jobs"] if j["id"] == "audit:primary")
+    assert code == 1 and audit["interrupted"] and not data["scheduler"]["running"]
     kept = next_runs(root)
 
     code, out = cli("scheduler", "run", "--once", "--json", "--repo", str(root))
@@ -247,6 +254,24 @@ def test_restart_after_sigkill_completes_the_interrupted_audit_once(repo, tmp_pa
     assert next_runs(root) == kept  # the restart kept every next run time
     assert cli("scheduler", "run", "--once", "--repo", str(root))[0] == 0  # and resumes nothing a second time
     assert len(runs(root, "audit:primary")) == 2
+
+
+def test_the_audit_job_finds_damage_and_repairs_it_automatically(repo, batch):
+    root = repo.root
+    aip = repo.ingest(batch).aips[0]["id"]
+    with sqlite3.connect(root / "catalog.sqlite") as db:
+        db.execute("UPDATE replica SET verified_at = '2000-01-01T00:00:00+07:00' WHERE tier = 'primary'")
+    victim = next(p for p in sorted(repo.aip_dir(aip, "primary").rglob("*.pdf")))
+    good = victim.read_bytes()
+    victim.write_bytes(good[:-10] + b"0123456789")
+    make_due(root, "audit:primary")
+    code, out = cli("scheduler", "run", "--once", "--json", "--repo", str(root))
+    assert code == 1
+    [run] = json.loads(out)["runs"]
+    assert (run["job_id"], run["outcome"]) == ("audit:primary", "findings")
+    assert "1 damaged or missing" in run["summary"] and "auto-repair: 1 repaired" in run["summary"]
+    assert victim.read_bytes() == good  # the policy repairs automatically: the copy is whole again
+    assert "W-SCHED-JOB-FINDINGS" in alert_codes(root)
 
 
 def test_restart_resyncs_jobs_with_the_policy_and_keeps_unchanged_next_runs(repo):

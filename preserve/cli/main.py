@@ -327,11 +327,13 @@ def recover(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
 
 from . import alerts as _alerts  # noqa: E402
 from . import fixity as _fixity  # noqa: E402
+from . import scheduler as _scheduler  # noqa: E402
 from . import storage as _storage  # noqa: E402
 
 _storage.register(app)
 _fixity.register(app)
 _alerts.register(app)
+_scheduler.register(app)
 
 
 def main() -> None:

@@ -99,7 +99,10 @@ def _print_status(data: dict[str, Any]) -> None:
                 out.print(f"    [dim]{escape(last['summary'])}[/]")
         else:
             out.print("    lần chạy cuối / last run: -")
-        if j["running"]:
+        if j["interrupted"]:
+            out.print(f"    {_styled('interrupted')}: lần chạy từ {j['running']['started_at']} bị dừng giữa chừng, sẽ "
+                      "chạy lại khi khởi động / the run started then was cut off; it runs again at the next start")
+        elif j["running"]:
             out.print(f"    {_styled('running')}: đang chạy từ / since {j['running']['started_at']}")
         nxt = escape(j["next_run"]) if j["next_run"] else "[bold red]chưa lên lịch / not scheduled[/]"
         late = "  [bold red]TRỄ / OVERDUE[/]" if j["overdue"] else ""

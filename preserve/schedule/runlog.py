@@ -64,12 +64,21 @@ def _db(what: str) -> Iterator[None]:
                            hint="check the catalog URL and that the database is reachable") from exc
 
 
+def create_tables(engine: Engine, *tables: Table) -> None:
+    """Create missing tables inside a write transaction. A plain create_all checks first in a read
+    transaction, and on SQLite (WAL) turning that into a write fails at once ("database is locked", without
+    waiting) when another connection wrote in between: the catalog is written all the time."""
+    with _db(f"create {', '.join(t.name for t in tables)}"), write_session(engine) as s:
+        conn = s.connection()
+        for t in tables:
+            t.create(conn, checkfirst=True)
+
+
 class RunLog:
     def __init__(self, engine: Engine, tz: str) -> None:
         self.engine = engine
         self.tz = tz
-        with _db("create the table"):
-            _metadata.create_all(engine)
+        create_tables(engine, runs_table)
 
     def _now(self) -> str:
         from ..ingest import now_iso

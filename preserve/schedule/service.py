@@ -27,7 +27,7 @@ from ..errors import PreserveError, UsageError
 from ..findings import Finding
 from .jobs import alert, run_job
 from .plan import Plan, duration_text
-from .runlog import CAUSE_RESUME, PROBLEMS, RunLog
+from .runlog import CAUSE_RESUME, PROBLEMS, RunLog, create_tables
 
 log = logging.getLogger("preserve.scheduler")
 
@@ -66,14 +66,14 @@ def scheduler_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _holder_pid(path: Path) -> str:
+def _holder_pid(path: Path) -> int | str:
     try:
-        return path.read_text(encoding="utf-8").split()[0]
-    except (OSError, IndexError):
-        return "?"
+        return int(path.read_text(encoding="utf-8").split()[0])
+    except (OSError, IndexError, ValueError):
+        return "?"  # the holder has the lock but has not written its PID yet
 
 
-def running_pid(root: Path) -> str | None:
+def running_pid(root: Path) -> int | str | None:
     """The PID of the scheduler holding the lock on this machine, or None when none runs."""
     path = Path(root) / LOCK_FILE
     if not path.is_file():
@@ -105,6 +105,7 @@ def make_scheduler(settings: Any, plan: Plan, *, workers: int = 1) -> Background
     """A BackgroundScheduler whose jobs live in the catalog database (table scheduler_jobs). Coalesced, one
     instance per job, runs later than the grace time are missed."""
     store = SQLAlchemyJobStore(engine=make_engine(settings.catalog_url), tablename=JOBSTORE_TABLE)
+    create_tables(store.engine, store.jobs_t)  # before APScheduler's own check-then-create (see create_tables)
     return _Scheduler(
         jobstores={STORE: store, ONCE: MemoryJobStore()},
         executors={"default": ThreadPoolExecutor(max(2, workers))},
@@ -115,7 +116,8 @@ def make_scheduler(settings: Any, plan: Plan, *, workers: int = 1) -> Background
 
 class Service:
     """One scheduler run: sync the stored jobs with the plan, run interrupted jobs again, record misses and
-    unexpected errors. Use `start` … `stop` (foreground) or `run_once`."""
+    unexpected errors. Use `start` … `stop` (foreground) or `run_once`, inside `scheduler_lock` (the CLI
+    does): a `running` row is taken as interrupted only because no other scheduler here can be running it."""
 
     def __init__(self, settings: Any, plan: Plan) -> None:
         self.settings, self.plan = settings, plan
@@ -260,8 +262,10 @@ def status(settings: Any, plan: Plan) -> dict[str, Any]:
             row = {"id": spec.id, "trigger": spec.fingerprint, "scheduled": job is not None,
                    "next_run": _iso(nxt) if nxt else None,
                    "overdue": bool(nxt is not None and now - nxt > plan.grace),
-                   "last_run": _run_dict(runs["last"]), "running": _run_dict(runs["running"])}
-            row["ok"] = (row["scheduled"] and not row["overdue"]
+                   "last_run": _run_dict(runs["last"]), "running": _run_dict(runs["running"]),
+                   # a run in progress while no scheduler runs here died with it (resumed at the next start)
+                   "interrupted": runs["running"] is not None and pid is None}
+            row["ok"] = (row["scheduled"] and not row["overdue"] and not row["interrupted"]
                          and (row["last_run"] is None or row["last_run"]["outcome"] not in PROBLEMS))
             jobs.append(row)
         stale = sorted(set(stored) - {s.id for s in plan.jobs})
