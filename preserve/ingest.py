@@ -104,7 +104,9 @@ def recover(staging: Path, tier_root: Path, catalog) -> list[str]:
     for p in staging.iterdir():
         if not p.is_dir():
             continue
-        if p.name.startswith("sip-"):  # a zip extracted for reading; another command may be using a fresh one
+        if p.name.startswith(("sip-", "replicate-", "repair-", "eventlog-")):
+            # a zip extracted for reading, or a copy downloaded by replication or repair: another command may
+            # be using a fresh one
             if time.time() - p.stat().st_mtime > 86400:
                 shutil.rmtree(p, ignore_errors=True)
             continue

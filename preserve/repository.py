@@ -290,7 +290,7 @@ class Repository:
 
         auditor = self._auditor()
         return Repairer(auditor=auditor, catalog=self.catalog, tiers=self.tiers(), alerter=auditor.alerter,
-                        now=auditor.now, policy=self.policy()).run(aip_ids, tier)
+                        now=auditor.now, policy=self.policy(), scratch=self.settings.staging).run(aip_ids, tier)
 
     def tiers_status(self) -> list[dict[str, Any]]:
         from .storagestatus import tiers_status

@@ -124,7 +124,7 @@ class Auditor:
                 raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
         if due:
             now = datetime.fromisoformat(self.now())
-            rows = [r for r in rows if r["last_verified"] is None or r["status"] != "ok"
+            rows = [r for r in rows if r["last_verified"] is None
                     or now - datetime.fromisoformat(r["last_verified"]) >= self.policy.tier(r["tier"]).audit_interval]
         return rows
 
@@ -172,7 +172,7 @@ class Auditor:
             fut: Future = Future()
             try:
                 fut.set_result(self._read_one(row, files, Throttle(None)))
-            except (StorageError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - recorded as that replica's finding by _finish
                 fut.set_exception(e)
             self._finish(row, fut, result)
         return result.audits[-1] if len(result.audits) > before else None
@@ -219,8 +219,9 @@ class Auditor:
                 self.alerter.alert(Finding("E-TIER-UNREACHABLE", row["tier"], {"tier": row["tier"], "detail": why}),
                                    tier=row["tier"])
             return
-        except (StorageError, OSError) as e:
-            detail = str(e).split("\n")[0]
+        except Exception as e:  # noqa: BLE001 - one replica's read, whatever a storage library raises, must
+            # not end the audit and leave every other replica unrecorded: it is that replica's finding
+            detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             verdict = Verdict([Finding("E-AUDIT-UNREADABLE", f"{row['tier']}:{row['rel']}",
                                        {"aip": row["aip"], "tier": row["tier"], "path": "", "detail": detail})])
             self._record(row, "damaged", verdict, 0.0, result)
@@ -258,7 +259,7 @@ class Auditor:
             shown = "; ".join(f"{f.code} {f.params.get('path') or ''}".strip() for f in verdict.findings[:10])
             more = f" (+{len(verdict.findings) - 10} more)" if len(verdict.findings) > 10 else ""
             detail = f"fixity check of the copy on tier '{row['tier']}' found {outcome}: {shown}{more}"
-            status, verified = ("missing" if outcome == "missing" else "damaged"), None
+            status, verified = ("missing" if outcome == "missing" else "damaged"), when  # when last checked
         ev = Event(f"uuid-{uuid.uuid4()}", "fixity check", when, "success" if outcome == "intact" else "failure",
                    detail, [AGENT], [row["aip"]])
         self.catalog.set_replica(row["aip"], row["tier"], tier.url(row["rel"]), status, verified, [ev],

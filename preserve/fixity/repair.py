@@ -16,6 +16,7 @@ replica is reported (E-REPAIR-FAILED) with the restic commands that rebuild the 
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +45,14 @@ class RepairResult:
 
 class Repairer:
     def __init__(self, *, auditor: Auditor, catalog, tiers: dict[str, Tier], alerter, now: Callable[[], str],
-                 policy):
+                 policy, scratch: Path):
         self.auditor = auditor
         self.catalog = catalog
         self.tiers = tiers
         self.alerter = alerter
         self.now = now
         self.policy = policy
+        self.scratch = Path(scratch)
 
     def targets(self, aip_ids: list[str] | None, tier: str | None) -> list[dict[str, Any]]:
         tiers = [tier] if tier else list(self.policy.copy_tiers)
@@ -86,7 +88,7 @@ class Repairer:
         if source is None:
             self._no_source(row, result, base)
             return
-        src_row, src_base = source
+        src_row, src_base, release = source
         base["source"] = src_row["tier"]
         try:
             self._replace(row, target, src_base, src_row)
@@ -94,6 +96,8 @@ class Repairer:
             self._fail(row, result, base, f"writing the good copy from tier '{src_row['tier']}' failed: "
                        f"{str(e).splitlines()[0]}")
             return
+        finally:
+            release()
         after = self.auditor.check_replica({**row, "status": "damaged"})
         if after is None or after.outcome != "intact":
             codes = ", ".join(f.code for f in (after.findings if after else [])[:5]) or "unreachable"
@@ -111,8 +115,10 @@ class Repairer:
         result.repairs.append({**base, "status": "repaired",
                                "detail": f"replaced from tier '{src_row['tier']}' and verified"})
 
-    def _verified_source(self, row: dict[str, Any]) -> tuple[dict[str, Any], Path] | None:
-        """(the replica row, a local folder holding <base>/<rel>) of another copy verified intact right now."""
+    def _verified_source(self, row: dict[str, Any]) -> tuple[dict[str, Any], Path, Callable[[], None]] | None:
+        """(the replica row, a local folder holding <folder>/<rel>, a release function) of another copy verified
+        intact right now. A copy on a network tier is downloaded to scratch space after its verification; what
+        is written from it is checked against its manifests, which the catalog vouches for."""
         others = [r for r in self.catalog.audit_candidates(list(self.tiers), [row["aip"]])
                   if r["tier"] != row["tier"] and self.tiers[r["tier"]].kind != "restic"]
         others.sort(key=lambda r: getattr(self.tiers[r["tier"]], "root_path", None) is None)
@@ -120,9 +126,20 @@ class Repairer:
             audit: ReplicaAudit | None = self.auditor.check_replica(other)
             if audit is None or audit.outcome != "intact":
                 continue
-            root = getattr(self.tiers[other["tier"]], "root_path", None)
+            tier = self.tiers[other["tier"]]
+            root = getattr(tier, "root_path", None)
             if root is not None:
-                return other, Path(root)
+                return other, Path(root), lambda: None
+            folder = self.scratch / f"repair-{uuid.uuid4().hex}"
+            try:
+                for info in tier.list(other["rel"]):
+                    dest = folder / info.path
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    tier.get(info.path, dest)
+            except (StorageError, OSError):
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            return other, folder, lambda f=folder: shutil.rmtree(f, ignore_errors=True)
         return None
 
     def _replace(self, row: dict[str, Any], target: Tier, src_base: Path, src_row: dict[str, Any]) -> None:

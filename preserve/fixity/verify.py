@@ -150,32 +150,49 @@ def judge(exp: Expected, tier: str, got: Iterable[FileDigest], verify_signature:
                 add("E-AUDIT-SIGNATURE", SIGNATURE_NAME, detail=check.detail)
 
     listed: set[str] = {"tagmanifest-sha256.txt", SIGNATURE_NAME}
+    # tag manifests first: a payload manifest they find edited is not used to judge payload files (the other
+    # algorithm's manifest and the catalog still judge them)
+    distrusted: set[str] = set()
     for alg in ALGORITHMS:
-        for kind, name in (("tag", f"tagmanifest-{alg}.txt"), ("payload", f"manifest-{alg}.txt")):
-            listed.add(name)
-            man = got.get(name)
-            if man is None:
-                if kind == "payload" or alg == "sha256":
-                    add("E-AUDIT-FILE-MISSING", name, expected="", found="")
-                continue
-            if man.content is None:
-                add("E-AUDIT-TAG-EDITED", name, expected="", found=man.digests["sha256"])
-                continue
-            try:
-                entries = parse_manifest(man.content)
-            except (UnicodeDecodeError, ValueError):
-                add("E-AUDIT-TAG-EDITED", name, expected="", found=man.digests["sha256"])
-                continue
-            _check_entries(entries, alg, kind, got, add, listed)
+        entries = _manifest(got, f"tagmanifest-{alg}.txt", add, listed)
+        if entries is not None:
+            before = len(v.findings)
+            _check_entries(entries, alg, "tag", got, add, listed)
+            distrusted |= {f.params["path"] for f in v.findings[before:]}
+    for alg in ALGORITHMS:
+        name = f"manifest-{alg}.txt"
+        entries = _manifest(got, name, add, listed)
+        if entries is not None and name not in distrusted:
+            _check_entries(entries, alg, "payload", got, add, listed)
+        elif entries is not None:
+            listed.update(entries)
     for name in sorted(got):
         if name in listed or name in ("bagit.txt", "bag-info.txt"):
             continue
-        if not is_tag_file(name):
-            continue  # payload files: judged against the manifests above, unexpected ones below
+        if name.startswith("data/"):
+            continue  # payload files: judged against the manifests above
         add("E-AUDIT-FILE-UNEXPECTED", name, expected="", found=got[name].digests["sha256"])
     _check_catalog(exp, got, add)
     v.findings = _one_per_problem(v.findings)
     return v
+
+
+def _manifest(got: dict[str, FileDigest], name: str, add: Callable[..., None], listed: set[str]
+              ) -> dict[str, str] | None:
+    """The entries of one manifest of the replica, or None (reported) when it is missing or unreadable. Every
+    AIP preserve makes has all four (manifest- and tagmanifest-, SHA-256 and SHA-512)."""
+    listed.add(name)
+    man = got.get(name)
+    if man is None:
+        add("E-AUDIT-FILE-MISSING", name, expected="", found="")
+        return None
+    try:
+        if man.content is None:
+            raise ValueError("too large to be a manifest")
+        return parse_manifest(man.content)
+    except (UnicodeDecodeError, ValueError):
+        add("E-AUDIT-TAG-EDITED", name, expected="", found=man.digests["sha256"])
+        return None
 
 
 def _check_entries(entries: dict[str, str], alg: str, kind: str, got: dict[str, FileDigest],
