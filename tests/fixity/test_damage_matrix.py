@@ -54,10 +54,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def tree_digests(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): sha256(p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def alert_log(root: Path) -> list[dict[str, Any]]:
     """The alert log's JSON lines, read directly (not through preserve.alerts, which is being rewritten)."""
     path = root / "alerts.log"
@@ -521,8 +517,9 @@ def test_no_good_copy_anywhere_is_a_critical_alert(matrix, kind):
 
 @pytest.mark.parametrize("kind", REMOTE)
 def test_the_only_good_copy_on_a_remote_tier_is_used_for_repair(matrix, kind):
-    """Both local copies damaged, the remote copy intact: a good copy exists, so both are repaired from it.
-    (Repairer._verified_source only accepts a source with a local root_path: see the report.)"""
+    """Both local copies damaged, the remote copy intact: a good copy exists, so both are repaired from it
+    (before 4ac1ca3, Repairer._verified_source took only a source with a local root_path: no-source, and a
+    false C-REPAIR-NO-GOOD-COPY)."""
     run = matrix(kind)
     assert run.error is None, run.error
     aip = run.cases[SPARE]
@@ -577,7 +574,7 @@ def test_an_sftp_server_that_is_down_is_unreachable_not_missing(small_repo, tmp_
     assert p.returncode == 2, p.stdout + p.stderr
     data = json.loads(p.stdout)
     assert [u["tier"] for u in data["unreachable"]] == ["nas"]
-    assert data["tiers"]["primary"]["intact"] == data["tiers"]["secondary"]["intact"] == 4 and "nas" not in data["tiers"]
+    assert {t: v["intact"] for t, v in data["tiers"].items()} == {"primary": 4, "secondary": 4}
     assert raised(root, "E-TIER-UNREACHABLE", tier="nas")
     _untouched(root, "nas", before)
 
@@ -611,8 +608,8 @@ def test_time_limit_stops_early_and_the_next_all_run_does_only_the_rest(small_re
 
 
 def test_a_replica_found_damaged_before_the_time_limit_is_not_audited_again_on_resume(small_repo, tmp_path):
-    """The resumed --all run skips replicas verified since the stopped run began; a damaged one keeps its old
-    verified_at (set_replica keeps it), so it is taken again (see the report: audit.py, the resume marker)."""
+    """The resumed --all run skips replicas checked since the stopped run began (before 4ac1ca3 a damaged one
+    kept its old verified_at, so the resumed run audited it again)."""
     root = copy_repo(small_repo, tmp_path / "repo")
     _throttled(root, "256KiB/s")   # 4 replicas of ~240 kB: about 4 s in all
     with Repository.open(root) as repo:
@@ -739,7 +736,7 @@ def test_damaged_restic_packs_are_found_by_the_audit_and_the_pack_check_and_repa
                 {"primary": "ok", "secondary": "ok", "offsite": "damaged"}
 
 
-# --- found while building the matrix: the tests below failed on f83fdc6…c4fb7c1 (see the report for the fixes) ----
+# --- found while building the matrix: each test below failed until 4ac1ca3 (the SFTP one until bc4edac) --------
 def _audit_one(root: Path, tier: str, damage: Callable[[Copy, str], None]) -> tuple[str, set[tuple[str, str]]]:
     with Repository.open(root) as repo:
         aip = repo.list_aips()[0]["id"]
@@ -750,14 +747,14 @@ def _audit_one(root: Path, tier: str, damage: Callable[[Copy, str], None]) -> tu
 
 
 def test_an_extra_folder_at_the_bag_root_is_found(small_repo, tmp_path):
-    """verify.judge skips every file with a "/" that is not under data/: a new folder at the root passes."""
+    """Before 4ac1ca3, verify.judge skipped every file with a "/" not under data/: a new root folder passed."""
     root = copy_repo(small_repo, tmp_path / "repo")
     found = _audit_one(root, "secondary", lambda c, pdf: c.write("logs/extra.txt", b"left here\n"))
     assert found == ("damaged", {("E-AUDIT-FILE-UNEXPECTED", "logs/extra.txt")})
 
 
 def test_a_removed_tagmanifest_sha512_is_found(small_repo, tmp_path):
-    """Every AIP is built with both tag manifests; judge only requires tagmanifest-sha256.txt."""
+    """Every AIP is built with both tag manifests (before 4ac1ca3 judge required only tagmanifest-sha256.txt)."""
     root = copy_repo(small_repo, tmp_path / "repo")
     found = _audit_one(root, "secondary", lambda c, pdf: c.delete("tagmanifest-sha512.txt"))
     assert found == ("damaged", {("E-AUDIT-FILE-MISSING", "tagmanifest-sha512.txt")})
