@@ -170,7 +170,8 @@ def aips_show(aip_id: str = typer.Argument(..., help="AIP id (uuid-…)"), repo:
         t.add_row(f["path"], f"{f['size']:,}", f.get("puid") or f.get("mime") or "", f["sha256"])
     out.print(t)
     for rep in info.get("replicas", []):
-        out.print(f"  replica {rep['tier']}: {rep['status']} (verified {rep.get('last_verified')})")
+        out.print(f"  replica {rep['tier']}: {rep['status']} (last checked / kiểm tra lần cuối "
+                  f"{rep.get('last_verified') or '-'})")
     for e in info.get("events", []):
         out.print(f"  {e['datetime']}  {e['type']:<28} {e['outcome']:<8} {e['detail']}")
 

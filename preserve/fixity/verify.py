@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..storage.base import FileDigest
 ALGORITHMS = ("sha256", "sha512")
 READ = 4 << 20                      # bytes per read: large enough that hashlib releases the GIL for long
 TAG_LIMIT = 64 << 20                # a root file bigger than this is not a tag file of ours
+WINDOW = 64                         # files of one AIP in flight in the pool
 METADATA_PREFIXES = ("data/METS.xml", "data/metadata/")
 
 
@@ -87,8 +89,14 @@ def local_files(bag: Path) -> Iterator[tuple[Path, str]]:
 def read_local(bag: Path, pool: Executor, throttle: Throttle) -> list[FileDigest]:
     """All files of a local bag hashed in parallel in `pool` (parallel across files; callers run several
     bags at once for parallelism across AIPs)."""
-    futures = [pool.submit(hash_local_file, p, name, throttle) for p, name in local_files(bag)]
-    return [f.result() for f in futures]
+    out: list[FileDigest] = []
+    window: deque = deque()
+    for p, name in local_files(bag):  # a bounded window of files in flight: memory flat in files per AIP
+        window.append(pool.submit(hash_local_file, p, name, throttle))
+        if len(window) >= WINDOW:
+            out.append(window.popleft().result())
+    out.extend(f.result() for f in window)
+    return out
 
 
 def read_tier(tier, rel: str, throttle: Throttle) -> list[FileDigest]:
