@@ -71,6 +71,7 @@ class Catalog:
         """Create the tables and the chain head if missing (idempotent)."""
         with _db_errors("create the catalog tables"):
             CATALOG_METADATA.create_all(self.engine)
+            _add_missing_columns(self.engine)
             with write_session(self.engine) as s:
                 chain.ensure_head(s)
 
@@ -344,3 +345,24 @@ class Catalog:
 def _replica_dict(row: Replica) -> dict[str, Any]:
     return {"tier": row.tier, "path": row.location, "status": row.status, "last_verified": row.verified_at,
             "detail": row.detail}
+
+
+def _add_missing_columns(engine) -> list[str]:
+    """Bring a catalog made by an earlier release up to date: add the nullable columns its tables lack (new
+    columns are always nullable, so this is all an upgrade needs). Idempotent; returns what it added."""
+    from sqlalchemy import inspect, text
+
+    insp = inspect(engine)
+    added = []
+    for table in CATALOG_METADATA.sorted_tables:
+        if not insp.has_table(table.name):
+            continue
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have or not col.nullable:
+                continue
+            ddl = col.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {ddl}'))
+            added.append(f"{table.name}.{col.name}")
+    return added

@@ -220,3 +220,25 @@ def test_postgresql_uses_the_schema_in_the_url(catalog, catalog_url):
         tables = set(conn.execute(text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
                                   {"s": schema}).scalars())
     assert {"aip", "dossier", "document", "event", "chain_head"} <= tables
+
+
+def test_a_catalog_from_an_earlier_release_gets_the_new_columns(catalog_url):
+    """replica.detail came with the storage layer: a catalog made before it is upgraded when opened."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from preserve.catalog import Catalog
+
+    cat = Catalog(catalog_url)
+    cat.create_all()
+    engine = create_engine(catalog_url)
+    with engine.begin() as conn:
+        conn.execute(text('ALTER TABLE "replica" DROP COLUMN "detail"'))
+    assert "detail" not in {c["name"] for c in inspect(engine).get_columns("replica")}
+    engine.dispose()
+    cat.close()
+    again = Catalog(catalog_url)
+    again.create_all()
+    engine = create_engine(catalog_url)
+    assert "detail" in {c["name"] for c in inspect(engine).get_columns("replica")}
+    engine.dispose()
+    again.close()
