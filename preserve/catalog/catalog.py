@@ -37,6 +37,7 @@ from .models import (
     EventRecord,
     Fonds,
     Replica,
+    SignatureVerified,
 )
 
 _IN_BATCH = 500  # values per IN (…) query; SQLite allows far more, but keep statements small
@@ -252,6 +253,24 @@ class Catalog:
             rows = s.exec(select(AipFileRecord.path, AipFileRecord.size, AipFileRecord.sha256, AipFileRecord.sha512)
                           .where(AipFileRecord.aip_id == aip_id))
             return {f"data/{p}": {"size": size, "sha256": h256, "sha512": h512} for p, size, h256, h512 in rows}
+
+    def signature_verified_with(self, tagmanifest_sha256: str, signature_sha256: str) -> str | None:
+        """The SHA-256 of the certificate this exact (tag manifest, signature) pair once verified with, or None."""
+        with read_session(self.engine) as s:
+            row = s.exec(select(SignatureVerified).where(
+                SignatureVerified.tagmanifest_sha256 == tagmanifest_sha256,
+                SignatureVerified.signature_sha256 == signature_sha256)).first()
+            return row.cert_sha256 if row else None
+
+    def remember_signature(self, tagmanifest_sha256: str, signature_sha256: str, cert_sha256: str,
+                           when: str) -> None:
+        with _db_errors("record a verified signature"), write_session(self.engine) as s:
+            exists = s.exec(select(SignatureVerified).where(
+                SignatureVerified.tagmanifest_sha256 == tagmanifest_sha256,
+                SignatureVerified.signature_sha256 == signature_sha256)).first()
+            if exists is None:
+                s.add(SignatureVerified(tagmanifest_sha256=tagmanifest_sha256, signature_sha256=signature_sha256,
+                                        cert_sha256=cert_sha256, verified_at=when))
 
     def audit_candidates(self, tiers: Iterable[str], aip_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Replica rows on `tiers` that hold (or held) a copy — status ok, damaged or missing — with what an

@@ -218,3 +218,17 @@ class AgentRecord(CatalogModel, table=True):
     name: str
     type: str
     note: str | None = None
+
+
+class SignatureVerified(CatalogModel, table=True):
+    """A detached signature once verified by openssl: the SHA-256 of the tag manifest and of the signature, and
+    of the certificate it verified with. An audit that re-reads the same bytes (same digests) and still trusts
+    that certificate need not fork openssl again: identical inputs cannot verify differently."""
+
+    __tablename__ = "signature_verified"
+    __table_args__ = (UniqueConstraint("tagmanifest_sha256", "signature_sha256", name="uq_signature_verified"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tagmanifest_sha256: str = Field(index=True)
+    signature_sha256: str
+    cert_sha256: str
+    verified_at: str

@@ -27,10 +27,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from cryptography.hazmat.primitives import hashes
+
 from ..aip.model import Event
-from ..aip.sign import verify_detached
+from ..aip.sign import SignatureCheck, verify_detached
 from ..atomic import write_text
-from ..errors import StorageError, UsageError
+from ..errors import CatalogError, StorageError, UsageError
 from ..findings import Finding
 from ..progress import NullProgress
 from ..storage.base import Tier, TierUnreachable
@@ -240,18 +242,31 @@ class Auditor:
     def _verify_signature(self, data: bytes, signature: bytes):
         """Intact, and made with one of this repository's certificates (current or retired).
 
-        The replicas of one AIP carry the same tag manifest and signature: within one run, the outcome for the
-        same bytes (re-read from each replica, and compared by SHA-256) is computed once (`openssl cms -verify`
-        costs about 17 ms of CPU, as much as hashing 20 MiB)."""
+        `openssl cms -verify` costs about 17 ms of CPU, as much as hashing 20 MiB. The bytes are re-read from
+        every replica each time; the verification of the same bytes (same SHA-256 of tag manifest and signature)
+        with a certificate still trusted is computed once: memoised in this run and in the catalog
+        (signature_verified). Identical inputs cannot verify differently."""
         key = (hashlib.sha256(data).digest(), hashlib.sha256(signature).digest())
         with self._sig_lock:
             if key in self._sig_cache:
                 return self._sig_cache[key]
-        check = None
-        for cert in self.trusted_certs or [None]:
-            check = verify_detached(data, signature, cert)
-            if check.ok:
-                break
+        tm_hex, sig_hex = key[0].hex(), key[1].hex()
+        trusted = {c.fingerprint(hashes.SHA256()).hex(): c for c in self.trusted_certs}
+        known = self.catalog.signature_verified_with(tm_hex, sig_hex)
+        if known is not None and known in trusted:
+            check = SignatureCheck(True, "signature verified before over these very bytes, with a certificate "
+                                         "still trusted", trusted[known].subject.rfc4514_string())
+        else:
+            check = None
+            for fp, cert in trusted.items() or [(None, None)]:
+                check = verify_detached(data, signature, cert)
+                if check.ok:
+                    if fp is not None:
+                        try:
+                            self.catalog.remember_signature(tm_hex, sig_hex, fp, self.now())
+                        except CatalogError:
+                            pass  # a memo only: another thread or process recorded it first
+                    break
         with self._sig_lock:
             if len(self._sig_cache) > 10000:
                 self._sig_cache.clear()
