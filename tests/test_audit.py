@@ -104,3 +104,25 @@ def test_events_verify_finds_an_edited_event(stored):
     assert p.returncode == 1
     assert [x["code"] for x in json.loads(p.stdout)["problems"]] == ["E-CHAIN-EDITED"]
     assert run("events", "nonsense", "--repo", repo.root).returncode == 2
+
+
+def test_a_remembered_signature_counts_only_while_its_certificate_is_trusted(stored, tmp_path):
+    repo, ids = stored
+    assert run("audit", "--all", "--repo", repo.root).returncode == 0
+    db = sqlite3.connect(repo.root / "catalog.sqlite")
+    (memo,) = db.execute("SELECT COUNT(*) FROM signature_verified").fetchone()
+    db.close()
+    assert memo == 2, "one verification per AIP, shared by its replicas"
+    assert run("audit", "--all", "--repo", repo.root).returncode == 0  # from the memo
+    # the repository stops trusting the certificate the AIPs were signed with
+    from preserve.keys import generate_keys
+
+    other = tmp_path / "other-keys"
+    generate_keys(other, "Another organisation")
+    for p in repo.settings.signing_cert.parent.glob(repo.settings.signing_cert.name + "*"):
+        p.unlink()
+    (other / "signing-cert.pem").rename(repo.settings.signing_cert)
+    p = run("audit", "--all", "--repo", repo.root, "--json")
+    assert p.returncode == 1
+    codes = {f["code"] for a in json.loads(p.stdout)["problems"] for f in a["findings"]}
+    assert codes == {"E-AUDIT-SIGNATURE"}
