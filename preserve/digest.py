@@ -55,8 +55,9 @@ def hash_bytes(data: bytes, algorithms: Iterable[str] = DEFAULT_ALGORITHMS) -> D
 
 
 def copy_and_hash(src: str | os.PathLike, dst: str | os.PathLike,
-                  algorithms: Iterable[str] = DEFAULT_ALGORITHMS, fsync: bool = True) -> Digests:
-    """Copy src to dst (which must not exist), hashing the bytes as they pass; fsync dst when asked."""
+                  algorithms: Iterable[str] = DEFAULT_ALGORITHMS, fsync: bool = True, progress=None) -> Digests:
+    """Copy src to dst (which must not exist), hashing the bytes as they pass; fsync dst when asked;
+    `progress` (preserve.progress.Progress) is advanced by bytes."""
     mh = MultiHasher(algorithms)
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -65,6 +66,8 @@ def copy_and_hash(src: str | os.PathLike, dst: str | os.PathLike,
             chunk = view[:n]
             mh.update(chunk)
             fo.write(chunk)
+            if progress is not None:
+                progress.advance(n)
         if fsync:
             os.fsync(fo.fileno())
     return mh.result()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .aip.build import BuildRefused, aip_rel_path, build_aip, new_aip_id, verify_staged
-from .aip.model import Event
+from .aip.model import SOFTWARE_AGENT, Event
 from .atomic import fsync_dir, publish_dir, write_text
 from .errors import StorageError, UsageError
 from .findings import Finding
@@ -309,5 +309,5 @@ def _refusal_event(validation: Validation, file_code: str | None, settings, offi
     what = f"dossier {file_code}" if file_code else "whole batch"
     return Event(new_aip_id(), "validation", now_iso(settings.timezone), "failure",
                  f"Refused {what} of {validation.package.source.name}: {', '.join(codes)}",
-                 [("agent-software-preserve", "executing program"), (f"agent-person-{officer}", "implementer")],
+                 [SOFTWARE_AGENT, (f"agent-person-{officer}", "implementer")],
                  [file_code or validation.package.source.name])

@@ -16,14 +16,14 @@ import shutil
 import uuid
 from typing import Any
 
-from .aip.model import Event
+from .aip.model import SOFTWARE_AGENT, Event
 from .atomic import write_text
 from .errors import StorageError, UsageError
 from .findings import Finding
 
 EVENTLOG_TAG = "eventlog"
 STATE_FILE = "state/offsite-check.json"
-AGENT = ("agent-software-preserve", "executing program")
+AGENT = SOFTWARE_AGENT
 
 
 def restic_tiers(repo) -> list[str]:

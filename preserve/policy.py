@@ -124,6 +124,18 @@ def _parse_bytes(s: str) -> int:
     return int(round(value))
 
 
+def format_bytes(n: int | None) -> str:
+    """A size for people, in the binary units parse_size reads: 512 B, 3.4 MiB, 1.2 TiB; None → '?'."""
+    if n is None:
+        return "?"
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if x < 1024 or unit == "TiB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    return str(n)
+
+
 class Size(NamedTuple):
     """A free-space threshold: either an absolute size or a percentage of the tier (the other is None)."""
 

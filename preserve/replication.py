@@ -25,16 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .aip.inventory import Inventory, add_unlisted, compare, expected_inventory
-from .aip.model import Event
+from .aip.inventory import Inventory, add_unlisted, compare, expected_inventory, root_digests
+from .aip.model import SOFTWARE_AGENT, Event
 from .alerts import Alert, Alerter
 from .errors import StorageError, UsageError
 from .findings import Finding
+from .policy import format_bytes
 from .progress import NullProgress
 from .storage.base import Tier, TierConflict, TierFull, TierUnreachable
 
 RESTIC_BATCH = 100  # AIPs per restic snapshot
-AGENT = ("agent-software-preserve", "executing program")
+AGENT = SOFTWARE_AGENT
 
 
 @contextmanager
@@ -99,11 +100,8 @@ class Replicator:
             raise UsageError(f"Tier '{tier}' does not hold copies under the storage policy "
                              f"'{self.policy.name}' ({', '.join(self.policy.copy_tiers)}).",
                              hint="Name one of the policy's copy tiers, or add the tier to the policy.")
+        self.catalog.require_aips(aip_ids)
         state = self.catalog.replication_state(aip_ids)
-        if aip_ids is not None:
-            unknown = sorted(set(aip_ids) - {a["id"] for a in state})
-            if unknown:
-                raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
         result = ReplicationResult()
         wanted = [t for t in self.policy.copy_tiers if tier is None or t == tier]
         for t in wanted:  # leftovers of a run that was cut off (we hold the replication lock)
@@ -292,14 +290,14 @@ class Replicator:
             else:
                 base = self.scratch / f"replicate-{uuid.uuid4().hex}"
                 try:
-                    _download(tier, rel, base)
+                    tier.get_tree(rel, base)
                 except (StorageError, OSError):
                     shutil.rmtree(base, ignore_errors=True)
                     continue
                 release = (lambda b=base: shutil.rmtree(b, ignore_errors=True))
             inv = expected_inventory(lambda p, b=base: (b / rel / p).read_bytes(), aip["tagmanifest_sha256"])
             if inv.ok:
-                add_unlisted(inv, _root_digests(base / rel))
+                add_unlisted(inv, root_digests(base / rel))
             if inv.ok:
                 return t, base, inv, release
             release()
@@ -429,16 +427,9 @@ def check_free_space(tier: Tier, policy, alert: Callable[..., None],
     if free is not None and not low and resolve is not None:
         resolve("W-TIER-LOW-SPACE", tier=tier.name)
     if low:
-        alert(Finding("W-TIER-LOW-SPACE", tier.name, {"tier": tier.name, "free": _human(free),
-                                                      "threshold": _human(threshold)}), tier=tier.name, aip=None)
+        alert(Finding("W-TIER-LOW-SPACE", tier.name, {"tier": tier.name, "free": format_bytes(free),
+                                                      "threshold": format_bytes(threshold)}), tier=tier.name, aip=None)
     return {"free": free, "total": total, "threshold": threshold, "low": low}
-
-
-def _download(tier: Tier, rel: str, base: Path) -> None:
-    for info in tier.list(rel):
-        dest = base / info.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tier.get(info.path, dest)
 
 
 def _shared_release(release: Callable[[], None], holders: int) -> Callable[[], None]:
@@ -452,12 +443,6 @@ def _shared_release(release: Callable[[], None], holders: int) -> Callable[[], N
     return once
 
 
-def _root_digests(bag: Path) -> dict[str, str]:
-    from .digest import hash_file
-
-    return {p.name: hash_file(p, ("sha256",))["sha256"] for p in bag.iterdir() if p.is_file()}
-
-
 def _diff_text(diffs: list[dict[str, str]], context: str) -> str:
     parts = [f"{d['path']}: {d['problem']}" for d in diffs[:5]]
     more = f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else ""
@@ -466,14 +451,3 @@ def _diff_text(diffs: list[dict[str, str]], context: str) -> str:
 
 def _first_line(e: BaseException) -> str:
     return str(e).split("\n")[0]
-
-
-def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)

@@ -288,9 +288,7 @@ class Repository:
         in the same run; verify the result. Returns a RepairResult."""
         from .fixity.repair import Repairer
 
-        auditor = self._auditor()
-        return Repairer(auditor=auditor, catalog=self.catalog, tiers=self.tiers(), alerter=auditor.alerter,
-                        now=auditor.now, policy=self.policy(), scratch=self.settings.staging).run(aip_ids, tier)
+        return Repairer(self._auditor(), self.settings.staging).run(aip_ids, tier)
 
     def tiers_status(self) -> list[dict[str, Any]]:
         from .storagestatus import tiers_status

@@ -42,3 +42,56 @@ def repo(tmp_path) -> Repository:
     r = Repository.init(tmp_path / "repo", "Lưu trữ lịch sử Tỉnh ủy (test)", offsite=False)
     yield r
     r.close()
+
+
+# ---- real network servers on 127.0.0.1 (tests/storage/servers.py), shared by tests/storage and tests/fixity ----
+def _load_servers():
+    """tests/ is not a package (pytest runs with --import-mode=importlib), so servers.py is loaded by path."""
+    import importlib.util
+    import sys
+
+    name = "preserve_tests_storage_servers"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "storage" / "servers.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+servers = _load_servers()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server for the whole session (never stopped by a test: use `own_sshd` for that)."""
+    why = servers.sshd_missing()
+    if why:
+        pytest.skip(why)
+    server = servers.SshServer(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_sshd(tmp_path):
+    """A server of this test's own, which the test may stop() and start() again (same port, same keys)."""
+    why = servers.sshd_missing()
+    if why:
+        pytest.skip(why)
+    server = servers.SshServer(tmp_path / "own-sshd")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    why = servers.moto_missing()
+    if why:
+        pytest.skip(why)
+    server = servers.S3Server()
+    server.start()
+    yield server
+    server.stop()

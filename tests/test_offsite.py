@@ -138,7 +138,7 @@ def test_offsite_check_rotates_through_every_part(orepo, small):
     assert p.returncode == 0 and json.loads(p.stdout)["checks"][0]["subset"] == "2/2"
     for bad in ("0/3", "4/3", "half", "1/0"):
         p = run("offsite", "check", "--read-data-subset", bad, "--repo", orepo.root)
-        assert p.returncode == 2 and "n/t" in p.stderr or "beyond" in p.stderr, (bad, p.stderr)
+        assert p.returncode == 2 and ("n/t" in p.stderr or "beyond" in p.stderr), (bad, p.stderr)
 
 
 def test_damaged_offsite_repository_is_found(orepo, small):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 from .build import SIGNATURE_NAME
@@ -104,6 +105,13 @@ def compare(expected: dict[str, str], got: Iterable[tuple[str, str]],
     for path in sorted(set(expected) - seen):
         out.append({"path": path, "problem": "missing", "expected": expected[path], "found": ""})
     return out
+
+
+def root_digests(bag: Path) -> dict[str, str]:
+    """{name: sha256} of the files at a local bag's root (the small tag files), for `add_unlisted`."""
+    from ..digest import hash_file
+
+    return {p.name: hash_file(p, ("sha256",))["sha256"] for p in bag.iterdir() if p.is_file()}
 
 
 def add_unlisted(inv: Inventory, root_digests: dict[str, str]) -> None:

@@ -33,6 +33,10 @@ class AipFile:
     pages: int | None = None
 
 
+SOFTWARE_AGENT_ID = "agent-software-preserve"
+SOFTWARE_AGENT = (SOFTWARE_AGENT_ID, "executing program")  # (agent id, role) of events preserve itself performs
+
+
 @dataclass
 class Agent:
     id: str                   # e.g. "agent-software-preserve"

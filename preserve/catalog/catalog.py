@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import select
 
 from preserve.aip.model import Aip, Event
-from preserve.errors import CatalogError
+from preserve.errors import CatalogError, UsageError
 
 from . import chain, records
 from .db import is_sqlite, make_engine, read_session, write_session
@@ -245,6 +245,17 @@ class Catalog:
                 query = query.where(Replica.tier == tier)
             return [{"aip": r.aip_id, **_replica_dict(r)}
                     for r in s.exec(query.order_by(Replica.aip_id, Replica.tier))]
+
+    def require_aips(self, aip_ids: Iterable[str] | None) -> None:
+        """Refuse (UsageError, exit 2) AIP ids the catalog does not know; None names no AIP."""
+        if aip_ids is None:
+            return
+        wanted = sorted(set(aip_ids))
+        with read_session(self.engine) as s:
+            known = set(s.exec(select(AipRecord.id).where(AipRecord.id.in_(wanted))))
+        unknown = [a for a in wanted if a not in known]
+        if unknown:
+            raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
 
     def file_digests(self, aip_id: str) -> dict[str, dict[str, Any]]:
         """The payload files of one AIP version as the catalog recorded them: {"data/<path>": {size, sha256,

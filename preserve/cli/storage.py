@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..policy import format_bytes
 from .common import EXIT_FINDINGS, EXIT_OK, JsonOpt, RepoOpt, RichProgress, emit_json, handled, out, print_findings
 
 
@@ -15,17 +16,6 @@ def _open(repo: Optional[Path]):
     from .common import repo_path
 
     return Repository.open(repo_path(repo))
-
-
-def _size(n) -> str:
-    if n is None:
-        return "?"
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)
 
 
 def print_replication(data: dict) -> None:
@@ -76,10 +66,10 @@ def register(app: typer.Typer) -> None:
                   "Thiếu / missing")
         for x in rows:
             reach = "[green]có / yes[/]" if x["reachable"] else f"[bold red]KHÔNG / NO[/] {x['reason']}"
-            free = _size(x["free"]) + (" [bold red](thấp / low)[/]" if x["low_space"] else "")
+            free = format_bytes(x["free"]) + (" [bold red](thấp / low)[/]" if x["low_space"] else "")
             missing = "-" if x["missing"] is None else (f"[red]{x['missing']}[/]" if x["missing"] else "0")
             t.add_row(x["tier"] + ("" if x["copy_tier"] else " (ngoài chính sách / not in policy)"), x["kind"],
-                      reach, "?" if x["aips"] is None else str(x["aips"]), _size(x["bytes"]), free, missing)
+                      reach, "?" if x["aips"] is None else str(x["aips"]), format_bytes(x["bytes"]), free, missing)
         out.print(t)
         if bad:
             out.print("  → Gắn lại / kiểm tra tầng lỗi rồi chạy [bold]preserve replicate[/] / "

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives import hashes
 
-from ..aip.model import Event
+from ..aip.model import SOFTWARE_AGENT, Event
 from ..aip.sign import SignatureCheck, verify_detached
 from ..atomic import write_text
 from ..errors import CatalogError, StorageError, UsageError
@@ -38,7 +38,7 @@ from ..progress import NullProgress
 from ..storage.base import Tier, TierUnreachable
 from .verify import Expected, Throttle, Verdict, judge, read_local, read_tier
 
-AGENT = ("agent-software-preserve", "executing program")
+AGENT = SOFTWARE_AGENT
 RESUME_FILE = "state/audit-resume.json"
 
 
@@ -121,12 +121,8 @@ class Auditor:
             if t not in self.tiers:
                 raise UsageError(f"No tier named '{t}' in preserve.toml.",
                                  hint=f"Declared tiers: {', '.join(self.tiers)}.")
+        self.catalog.require_aips(aip_ids)
         rows = self.catalog.audit_candidates(tiers, aip_ids)
-        if aip_ids is not None:
-            known = {r["aip"] for r in rows}
-            unknown = sorted(set(aip_ids) - known)
-            if unknown and not any(self.catalog.get_aip(u) for u in unknown):
-                raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
         if due:
             now = datetime.fromisoformat(self.now())
             rows = [r for r in rows if r["last_verified"] is None

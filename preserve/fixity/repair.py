@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..aip.inventory import add_unlisted, compare, expected_inventory
+from ..aip.inventory import add_unlisted, compare, expected_inventory, root_digests
 from ..aip.model import Event
-from ..errors import StorageError, UsageError
+from ..errors import StorageError
 from ..findings import Finding
 from ..storage.base import Tier
 from .audit import AGENT, Auditor, ReplicaAudit
@@ -44,23 +44,18 @@ class RepairResult:
 
 
 class Repairer:
-    def __init__(self, *, auditor: Auditor, catalog, tiers: dict[str, Tier], alerter, now: Callable[[], str],
-                 policy, scratch: Path):
+    def __init__(self, auditor: Auditor, scratch: Path):
+        """Repairs see the repository as `auditor` does (catalog, policy, tiers, alerter, clock) and verify
+        through it; `scratch` holds copies downloaded from network tiers."""
         self.auditor = auditor
-        self.catalog = catalog
-        self.tiers = tiers
-        self.alerter = alerter
-        self.now = now
-        self.policy = policy
+        self.catalog, self.policy, self.tiers = auditor.catalog, auditor.policy, auditor.tiers
+        self.alerter, self.now = auditor.alerter, auditor.now
         self.scratch = Path(scratch)
 
     def targets(self, aip_ids: list[str] | None, tier: str | None) -> list[dict[str, Any]]:
         tiers = [tier] if tier else list(self.policy.copy_tiers)
+        self.catalog.require_aips(aip_ids)
         rows = self.catalog.audit_candidates(tiers, aip_ids)
-        if aip_ids is not None and not rows:
-            unknown = [a for a in aip_ids if self.catalog.get_aip(a) is None]
-            if unknown:
-                raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
         if aip_ids is None:
             rows = [r for r in rows if r["status"] in ("damaged", "missing")]
         return rows
@@ -132,10 +127,7 @@ class Repairer:
                 return other, Path(root), lambda: None
             folder = self.scratch / f"repair-{uuid.uuid4().hex}"
             try:
-                for info in tier.list(other["rel"]):
-                    dest = folder / info.path
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    tier.get(info.path, dest)
+                tier.get_tree(other["rel"], folder)
             except (StorageError, OSError):
                 shutil.rmtree(folder, ignore_errors=True)
                 continue
@@ -146,9 +138,7 @@ class Repairer:
         """Remove the bad copy, write the good one; check what was written against the good copy's manifests."""
         rel = row["rel"]
         inv = expected_inventory(lambda p: (src_base / rel / p).read_bytes(), src_row["tagmanifest_sha256"])
-        from ..replication import _root_digests
-
-        add_unlisted(inv, _root_digests(src_base / rel))
+        add_unlisted(inv, root_digests(src_base / rel))
         target.check()
         if target.exists(rel):
             target.delete(rel)

@@ -24,13 +24,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..aip.build import SIGNATURE_NAME
 from ..aip.inventory import parse_manifest
-from ..digest import MultiHasher
 from ..findings import Finding
-from ..storage.base import FileDigest
+from ..storage.base import FileDigest, hash_keeping
 
 ALGORITHMS = ("sha256", "sha512")
 READ = 4 << 20                      # bytes per read: large enough that hashlib releases the GIL for long
-TAG_LIMIT = 64 << 20                # a root file bigger than this is not a tag file of ours
 WINDOW = 64                         # files of one AIP in flight in the pool
 METADATA_PREFIXES = ("data/METS.xml", "data/metadata/")
 
@@ -61,20 +59,9 @@ class Throttle:
 
 def hash_local_file(path: Path, name: str, throttle: Throttle) -> FileDigest:
     """One file read once: sha256 and sha512 together; the bytes kept when it is a tag file."""
-    mh = MultiHasher(ALGORITHMS)
-    keep = bytearray() if is_tag_file(name) else None
-    buf = bytearray(READ)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            chunk = view[:n]
-            mh.update(chunk)
-            if keep is not None and len(keep) <= TAG_LIMIT:
-                keep += chunk
-            throttle.take(n)
-    d = mh.result()
-    return FileDigest(name, d.size, dict(d.values), bytes(keep) if keep is not None and len(keep) <= TAG_LIMIT
-                      else None)
+        size, digests, content = hash_keeping(f, ALGORITHMS, is_tag_file(name), READ, throttle.take)
+    return FileDigest(name, size, digests, content)
 
 
 def local_files(bag: Path) -> Iterator[tuple[Path, str]]:

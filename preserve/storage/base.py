@@ -54,18 +54,33 @@ class FileDigest:
     content: bytes | None = None  # the file's bytes, when read_tree was asked to keep them
 
 
-def hash_keeping(stream: BinaryIO, algorithms: Iterable[str], keep: bool) -> tuple[int, dict[str, str], bytes | None]:
-    """Hash a stream in one pass; with `keep`, also return its bytes (up to KEEP_MAX, else None)."""
+def hash_keeping(stream: BinaryIO, algorithms: Iterable[str], keep: bool, chunk_size: int | None = None,
+                 on_read: Callable[[int], None] | None = None) -> tuple[int, dict[str, str], bytes | None]:
+    """Hash a stream in one pass; with `keep`, also return its bytes (up to KEEP_MAX, else None).
+    `on_read(n)` is told of every read (an I/O budget)."""
     from ..digest import CHUNK, MultiHasher
 
     mh = MultiHasher(algorithms)
     kept: bytearray | None = bytearray() if keep else None
-    while chunk := stream.read(CHUNK):
+    buf = bytearray(chunk_size or CHUNK)
+    view = memoryview(buf)
+    readinto = getattr(stream, "readinto", None)
+    while True:
+        if readinto is not None:
+            n = readinto(buf)
+            chunk = view[:n] if n else b""
+        else:
+            chunk = stream.read(len(buf))
+            n = len(chunk)
+        if not n:
+            break
         mh.update(chunk)
         if kept is not None:
             kept += chunk
             if len(kept) > KEEP_MAX:
                 kept = None
+        if on_read is not None:
+            on_read(n)
     d = mh.result()
     return d.size, dict(d.values), bytes(kept) if kept is not None else None
 
@@ -152,6 +167,13 @@ class Tier(ABC):
 
         with self.open(rel) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
+
+    def get_tree(self, rel: str, dest: Path) -> None:
+        """Copy the tree at rel to dest/rel on local disk (a source for writing it elsewhere)."""
+        for info in self.list(rel):
+            target = Path(dest) / info.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.get(info.path, target)
 
     def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",),
                   keep: Callable[[str], bool] | None = None) -> Iterator[FileDigest]:

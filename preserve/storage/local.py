@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 import psutil
 
 from ..atomic import fsync_dir, fsync_tree
-from ..digest import CHUNK, MultiHasher
+from ..digest import CHUNK, copy_and_hash
 from ..errors import ConfigError, StorageError
 from .base import AIPS_PREFIX, FileDigest, FileInfo, Tier, TierConflict, TierFull, TierUnreachable, clean_rel
 
@@ -197,7 +197,7 @@ class LocalTier(Tier):
         stage = self._staging()
         try:
             tmp = stage / "file"
-            d = _copy(Path(src), tmp, ("sha256",), None, self.fsync)
+            d = copy_and_hash(Path(src), tmp, ("sha256",), self.fsync)
             final = self._p(rel)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
@@ -230,7 +230,7 @@ class LocalTier(Tier):
                 (tree / p.relative_to(src)).mkdir(parents=True, exist_ok=True)
             for p in files:
                 name = p.relative_to(src).as_posix()
-                d = _copy(p, tree / name, algorithms, progress, False)  # fsync_tree below syncs them
+                d = copy_and_hash(p, tree / name, algorithms, False, progress)  # fsync_tree below syncs them
                 out.append(FileDigest(name, d.size, dict(d.values)))
             if self.fsync:
                 fsync_tree(tree)
@@ -271,23 +271,6 @@ def _subdirs(folder: Path) -> list[Path]:
                 if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
     except (FileNotFoundError, NotADirectoryError):
         return []
-
-
-def _copy(src: Path, dst: Path, algorithms: tuple[str, ...], progress, fsync: bool):
-    """Copy one file, hashing the bytes as they pass (one read), advancing `progress` by bytes."""
-    mh = MultiHasher(algorithms)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(src, "rb", buffering=0) as fi, open(dst, "xb", buffering=0) as fo:
-        while n := fi.readinto(buf):
-            chunk = view[:n]
-            mh.update(chunk)
-            fo.write(chunk)
-            if progress is not None:
-                progress.advance(n)
-        if fsync:
-            os.fsync(fo.fileno())
-    return mh.result()
 
 
 def _os_error(tier: LocalTier, e: OSError) -> StorageError:

@@ -55,17 +55,9 @@ def sha256(data: bytes) -> str:
 
 
 def alert_log(root: Path) -> list[dict[str, Any]]:
-    """The alert log's JSON lines, read directly (not through preserve.alerts, which is being rewritten)."""
-    path = root / "alerts.log"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    from preserve.alerts import read_alerts
+
+    return read_alerts(root / "alerts.log")
 
 
 def raised(root: Path, code: str, **match: Any) -> list[dict[str, Any]]:

@@ -1,11 +1,10 @@
-"""Storage fixtures: a real sshd, moto's S3 server, and a fresh reachable tier of every kind, each built through
+"""Storage fixtures: a fresh reachable tier of every kind (the real sshd and moto's S3 server come from
+tests/conftest.py), each built through
 `preserve.storage.open_tier` from a [tiers.NAME] table (relative key paths included) so spec parsing is tested."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,55 +15,6 @@ import pytest
 from preserve.storage import Tier, open_tier
 
 KINDS = ("local", "memory", "sftp", "s3")
-
-
-def _load_servers() -> Any:
-    """tests/ is not a package (pytest runs with --import-mode=importlib), so servers.py is loaded by path."""
-    name = "preserve_tests_storage_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("servers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-servers = _load_servers()
-
-
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real OpenSSH server for the whole session (do not stop it: use `own_sshd` for that)."""
-    why = servers.sshd_missing()
-    if why:
-        pytest.skip(why)
-    server = servers.SshServer(tmp_path_factory.mktemp("sshd"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_sshd(tmp_path: Path) -> Iterator[Any]:
-    """A server of this test's own, which the test may stop() and start() again (same port, same keys)."""
-    why = servers.sshd_missing()
-    if why:
-        pytest.skip(why)
-    server = servers.SshServer(tmp_path / "own-sshd")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[Any]:
-    why = servers.moto_missing()
-    if why:
-        pytest.skip(why)
-    server = servers.S3Server()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
