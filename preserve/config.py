@@ -40,6 +40,7 @@ def default_settings(organisation: str = DEFAULT_ORGANISATION, offsite: bool = T
         "policy": {"name": "default"},
         "alerts": {"email": [], "webhook": "", "log": "alerts.log"},
         "keys": {"signing_key": "keys/signing-key.pem", "signing_cert": "keys/signing-cert.pem"},
+        "access": {"request_days": 30, "max_days": 365},
         "limits": {"zip_max_bytes": 200 * 2**30, "zip_max_ratio": 200, "zip_max_entries": 200000},
     }
     if not offsite:
@@ -119,6 +120,20 @@ class Settings:
         if tier.get("kind") != "local":
             raise ConfigError(f"Tier '{name}' is of kind '{tier.get('kind')}', not a local path.")
         return self.path(tier["path"])
+
+    @property
+    def access_days(self) -> tuple[int, int]:
+        """(default, longest) number of days a request, then its approval, stays valid ([access])."""
+        acc = self.data.get("access", {})
+        try:
+            default, longest = int(acc.get("request_days", 30)), int(acc.get("max_days", 365))
+        except (TypeError, ValueError):
+            raise ConfigError("[access] request_days and max_days must be whole numbers of days.",
+                              hint="e.g. request_days = 30, max_days = 365") from None
+        if not 1 <= default <= longest:
+            raise ConfigError(f"[access] request_days = {default} must be between 1 and max_days = {longest}.",
+                              hint="e.g. request_days = 30, max_days = 365")
+        return default, longest
 
     @property
     def primary_tier(self) -> str:

@@ -66,6 +66,11 @@ class Finding:
     def message_en(self) -> str:
         return _render(codes()[self.code]["en"], self.params, "en")
 
+    def hint(self, lang: str) -> str | None:
+        """What to do next, in `lang` ("vi" or "en"), when the code has a hint."""
+        hint = codes()[self.code].get("hint")
+        return _render(hint[lang], self.params, lang) if hint else None
+
     @property
     def is_error(self) -> bool:
         return self.severity in (ERROR, CRITICAL)

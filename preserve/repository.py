@@ -307,6 +307,44 @@ class Repository:
 
         return check(self, subset)
 
+    # ------------------------------------------------------------------ access
+    def now(self) -> str:
+        from .ingest import now_iso
+
+        return now_iso(self.settings.timezone)
+
+    def users(self, actor: str | None = None):
+        """The user store; changes are recorded as made by the user `actor` (the web app's signed-in
+        administrator), else by the operating-system account at the terminal."""
+        from .access.events import officer_agent, user_agent
+        from .access.users import Users
+
+        return Users(self.catalog.engine, self.now, user_agent(actor) if actor else officer_agent(self.settings.officer))
+
+    def access_requests(self):
+        """Requests for access copies: request, approve, deny, get, list (preserve.access.requests)."""
+        from .access.requests import Requests
+
+        default, longest = self.settings.access_days
+        return Requests(self.catalog.engine, self.users(), self.now, default, longest)
+
+    def make_access_copy(self, request_id: str, out_dir: Path, *, by: str | None = None,
+                         images_dpi: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        """The DIP of an approved request, as one zip in `out_dir`, from a replica verified now."""
+        from .access.copies import CopyMaker
+
+        policy = self.policy()
+        order = [self.settings.primary_tier, *(t for t in policy.copy_tiers if t != self.settings.primary_tier)]
+        maker = CopyMaker(self.access_requests(), self.catalog, self.tiers(), order, self._auditor(),
+                          self.settings.organisation, self.settings.staging, self.now)
+        return maker.make(request_id, Path(out_dir), by=by, images_dpi=images_dpi, progress=progress)
+
+    def access_log(self, user: str | None = None, since: str | None = None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+        from .access.log import access_log, parse_since
+
+        return access_log(self.catalog.engine, user, parse_since(since, self.settings.timezone), limit)
+
     # ------------------------------------------------------------------ keys
     def import_keys(self, key: Path, cert: Path) -> dict[str, Any]:
         from .keys import import_keys, key_info

@@ -95,3 +95,48 @@ def s3_server():
     server.start()
     yield server
     server.stop()
+
+
+# ---- PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`), a schema per test -----------------------------
+import os  # noqa: E402
+import secrets  # noqa: E402
+from urllib.parse import quote  # noqa: E402
+
+PG_URL = os.environ.get("PRESERVE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+PG_SKIP = "PostgreSQL not reachable at 127.0.0.1:5432 (set PRESERVE_TEST_PG_URL for another server): ran on SQLite only"
+_pg_state: dict[str, bool] = {}
+
+
+def pg_conninfo() -> str:
+    return PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def pg_available() -> bool:
+    if "ok" not in _pg_state:
+        import psycopg
+
+        try:
+            with psycopg.connect(pg_conninfo(), connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            _pg_state["ok"] = True
+        except (OSError, psycopg.Error):
+            _pg_state["ok"] = False
+    return _pg_state["ok"]
+
+
+@pytest.fixture
+def pg_schema_url():
+    """A catalog URL to a fresh PostgreSQL schema of this test's own (dropped afterwards); skips without a server."""
+    import psycopg
+
+    if not pg_available():
+        pytest.skip(PG_SKIP)
+    schema = "t_" + secrets.token_hex(6)
+    with psycopg.connect(pg_conninfo(), autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=" + quote(f"-csearch_path={schema}", safe="")
+    finally:
+        with psycopg.connect(pg_conninfo(), autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -24,3 +24,6 @@ def test_demo_shows_three_copies(tmp_path):
                                   for c in data["copies"].values())
     assert data["audit"]["replicas"] == 3 * data["aips"] and data["audit"]["damaged"] == 0
     assert data["damage"]["found"] == ["E-AUDIT-FILE-CORRUPTED"] and data["damage"]["repaired"] == ["repaired"]
+    access = data["access"]
+    assert access["status"] == "approved" and access["zip"].endswith(".zip") and Path(access["zip"]).is_file()
+    assert access["pages"] >= 1

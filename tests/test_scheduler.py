@@ -5,7 +5,6 @@ repositories, restic, subprocesses and signals."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -15,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import tomli_w
 from typer.testing import CliRunner
 
 from preserve.alerts import read_alerts
@@ -344,48 +342,24 @@ def test_failing_jobs_are_recorded_alerted_and_fail_status(tmp_path):
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------------
-PG_URL = os.environ.get("PRESERVE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+def test_job_store_and_run_log_in_a_postgresql_catalog(tmp_path, monkeypatch, pg_schema_url):
+    from urllib.parse import unquote
 
+    from sqlalchemy import create_engine, inspect
 
-def _pg_conninfo() -> str | None:
-    """A libpq connection string when PostgreSQL answers (as tests/catalog/conftest.py), else None."""
-    psycopg = pytest.importorskip("psycopg")
-    info = PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+    monkeypatch.setenv("PRESERVE_CATALOG_URL", pg_schema_url)
+    root = tmp_path / "repo"
+    Repository.init(root, offsite=False).close()
+    make_due(root, "capacity")
+    code, out = cli("scheduler", "run", "--once", "--json", "--repo", str(root))
+    assert code == 0, out
+    code, data = status_json(root)
+    assert code == 0 and next(j for j in data["jobs"] if j["id"] == "capacity")["last_run"]["outcome"] == "ok"
+    schema = unquote(pg_schema_url).rsplit("search_path=", 1)[1]
+    engine = create_engine(pg_schema_url)
     try:
-        with psycopg.connect(info, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error:
-        return None
-    return info
-
-
-def test_job_store_and_run_log_in_a_postgresql_catalog(tmp_path, monkeypatch):
-    import secrets
-    from urllib.parse import quote
-
-    import psycopg
-
-    info = _pg_conninfo()
-    if info is None:
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432: the scheduler ran on SQLite only")
-    schema = "sched_" + secrets.token_hex(5)
-    with psycopg.connect(info, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        sep = "&" if "?" in PG_URL else "?"
-        monkeypatch.setenv("PRESERVE_CATALOG_URL", f"{PG_URL}{sep}options=" + quote(f"-csearch_path={schema}", safe=""))
-        root = tmp_path / "repo"
-        Repository.init(root, offsite=False).close()
-        make_due(root, "capacity")
-        code, out = cli("scheduler", "run", "--once", "--json", "--repo", str(root))
-        assert code == 0, out
-        code, data = status_json(root)
-        assert code == 0 and next(j for j in data["jobs"] if j["id"] == "capacity")["last_run"]["outcome"] == "ok"
-        with psycopg.connect(info) as conn:
-            tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
-                                                 "WHERE table_schema = %s", (schema,))}
-        assert {"scheduler_jobs", "scheduler_runs"} <= tables
-        assert not (root / "catalog.sqlite").exists()
+        tables = set(inspect(engine).get_table_names(schema=schema))
     finally:
-        with psycopg.connect(info, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        engine.dispose()
+    assert {"scheduler_jobs", "scheduler_runs"} <= tables
+    assert not (root / "catalog.sqlite").exists()

@@ -44,7 +44,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..findings import SEVERITY_RANK, Finding, _render, codes
+from ..findings import SEVERITY_RANK, Finding
 
 DEFAULT_MIN_SEVERITY = "warning"
 DEFAULT_REMIND = "24h"
@@ -164,8 +164,7 @@ def _webhook(spec: dict[str, Any], minimum: str, _path: Callable[[str], Path],
 
 # ---------------------------------------------------------------------- the message
 def hint_text(f: Finding, lang: str) -> str | None:
-    hint = codes()[f.code].get("hint")
-    return _render(hint[lang], f.params, lang) if hint else None
+    return f.hint(lang)
 
 
 def payload(kind: str, f: Finding, *, tier: str | None, aip: str | None, at: str,

@@ -232,3 +232,58 @@ class SignatureVerified(CatalogModel, table=True):
     signature_sha256: str
     cert_sha256: str
     verified_at: str
+
+
+# --- Access: users, their fonds grants and access requests. Unlike every table above, these rows are not in any
+# AIP and cannot be rebuilt from a tier: the events that record each change are in the hash-chained log.
+USER_ROLES = ("admin", "archivist", "auditor", "reader")
+REQUEST_PENDING, REQUEST_APPROVED, REQUEST_REFUSED, REQUEST_DENIED = "pending", "approved", "refused", "denied"
+
+
+class UserAccount(CatalogModel, table=True):
+    __tablename__ = "user_account"
+    name: str = Field(primary_key=True)              # sign-in name: lower-case ASCII, e.g. "nguyenvana"
+    full_name: str = ""                              # as it is written, e.g. "Nguyễn Văn A"
+    role: str                                        # one of USER_ROLES
+    password_hash: str | None = None                 # argon2id (PHC string); None: cannot sign in yet
+    disabled: bool = False
+    created: str
+    updated: str
+
+
+class UserGrant(CatalogModel, table=True):
+    """A fonds a user may use: it limits an archivist or reader to the fonds granted, and it is what lets a
+    reader ask for records of that fonds that are secret."""
+
+    __tablename__ = "user_grant"
+    __table_args__ = (UniqueConstraint("user_name", "fonds_code", name="uq_user_grant"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_name: str = Field(foreign_key="user_account.name", index=True)
+    fonds_code: str
+    granted_at: str
+    granted_by: str
+
+
+class AccessRequest(CatalogModel, table=True):
+    __tablename__ = "access_request"
+    id: str = Field(primary_key=True)                # "YC-20261201-7F3A9C": short enough to read out and type
+    user_name: str = Field(index=True)
+    target_kind: str                                 # "document" | "dossier"
+    target_code: str                                 # docCode or fileCode as asked
+    file_code: str = Field(index=True)
+    fonds_code: str
+    aip_id: str
+    aip_version: int
+    level: str                                       # access class when asked: open | conditional | secret | closed
+    purpose: str
+    status: str = Field(index=True)                  # pending | approved | refused | denied
+    reason_code: str | None = None                   # the finding code of a refusal
+    reason_vi: str | None = None
+    reason_en: str | None = None
+    created: str
+    days: int                                        # how long the request, then the approval, stays valid
+    expires: str                                     # ISO 8601 with offset
+    decided_by: str | None = None
+    decided_at: str | None = None
+    decision_reason: str | None = None
+    copies: int = 0                                  # access copies made for it

@@ -103,3 +103,10 @@ def print_findings(findings: list[dict], limit: int | None = None) -> None:
         out.print(f"    [dim]{f['message_en']}[/]")
     if limit is not None and len(findings) > limit:
         out.print(f"… {len(findings) - limit} more / còn nữa; use --json for all.")
+
+
+def open_repo(repo: Optional[Path]):
+    """The repository at --repo (or $PRESERVE_HOME, else ./preserve-data), opened for one command."""
+    from ..repository import Repository
+
+    return Repository.open(repo_path(repo))

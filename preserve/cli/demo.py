@@ -67,8 +67,9 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         fixed = repo.repair()
         say(f"   repair: {[(x['tier'], x['status'], x['source']) for x in fixed.repairs]}; "
             f"audit again: {'intact' if repo.audit(due=False, tier='secondary').ok else 'DAMAGED'}")
+        access = _access_demo(repo, repo_dir, aips, say)
         evs = repo.events()
-        say(f"[bold]9. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events verify`)")
+        say(f"[bold]10. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events verify`)")
         for e in evs[-8:]:
             say(f"   {e['datetime']}  {e['type']:<28} {e['outcome']}")
         first = aips[0]["id"] if aips else None
@@ -81,19 +82,49 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
             "tiers": {r["tier"]: {"kind": r["kind"], "location": r["location"], "aips": r["aips"]} for r in status},
             "copies": copies, "audit": {"replicas": len(audit.audits), "damaged": len(audit.damaged)},
             "damage": {"file": damaged, "found": found, "repaired": [x["status"] for x in fixed.repairs]},
+            "access": access,
         }
         if as_json:
             emit_json(where)
         else:
-            out.print("[bold]10. Ở đâu / where everything is[/]")
+            out.print("[bold]11. Ở đâu / where everything is[/]")
             for k, v_ in where.items():
-                if k not in ("tiers", "copies", "audit", "damage"):  # shown above
+                if k not in ("tiers", "copies", "audit", "damage", "access"):  # shown above
                     out.print(f"   {k}: {v_}")
             out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
                       f"[bold]preserve tiers status --repo {repo_dir}[/]")
         return 0
     finally:
         repo.close()
+
+
+def _access_demo(repo, repo_dir: Path, aips: list[dict], say) -> dict:
+    """A reader asks for a copy of a document; an archivist approves it when the rules require it; the access
+    copy is made from a replica verified now. Also a refusal: the reader asks for a whole secret dossier."""
+    users = repo.users()
+    users.add("luutru", "archivist", full_name="Lê Thị Lan")
+    users.add("bandoc", "reader", full_name="Nguyễn Thị Hòa")
+    reqs = repo.access_requests()
+    level = {a["fileCode"]: reqs.resolve(dossier=a["fileCode"])[0].level for a in aips}
+    plain = next((a for a in aips if level[a["fileCode"]] == "conditional"),  # shows the archivist's approval
+                 next(a for a in aips if level[a["fileCode"]] == "open"))
+    doc = repo.show_aip(plain["id"])["documents"][0]["docCode"]
+    say(f"[bold]9. Khai thác / access[/]: người đọc bandoc (Nguyễn Thị Hòa) yêu cầu bản sao tài liệu {doc}")
+    res = reqs.request("bandoc", "Nghiên cứu lịch sử Đảng bộ tỉnh", doc=doc)
+    say(f"   {res['id']}: {res['status']} — {res['reason']}")
+    if res["status"] == "pending":
+        reqs.approve(res["id"], "luutru", "Đúng mục đích nghiên cứu, đã xác minh thẻ người đọc")
+        say("   lưu trữ viên luutru duyệt / approved by the archivist luutru")
+    dip = repo.make_access_copy(res["id"], repo_dir / "dip")
+    say(f"   [green]✓[/] bản sao / access copy: [bold]{dip['zip']}[/] ({dip['pages']} trang / pages, dấu "
+        f"“BẢN SAO” on every page, from AIP {dip['aip']} on tier {dip['tier']} just verified)")
+    secret = next((a for a in aips if level[a["fileCode"]] == "secret"), None)
+    refused = None
+    if secret is not None:
+        refused = reqs.request("bandoc", "Tra cứu", dossier=secret["fileCode"])
+        say(f"   {refused['id']}: {refused['status']} — {refused['reason']}")
+    return {"request": res["id"], "status": reqs.get(res["id"])["status"], "zip": dip["zip"], "pages": dip["pages"],
+            "watermark": dip["watermark"], "refused": refused}
 
 
 def _damage_one(repo, aip_id: str) -> str:

@@ -326,15 +326,19 @@ def recover(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
     emit_json({"actions": done}) if json_ else out.print("\n".join(done) or "Nothing to recover / không có gì cần khôi phục.")
 
 
+from . import access as _access  # noqa: E402
 from . import alerts as _alerts  # noqa: E402
 from . import fixity as _fixity  # noqa: E402
 from . import scheduler as _scheduler  # noqa: E402
 from . import storage as _storage  # noqa: E402
+from . import users as _users  # noqa: E402
 
 _storage.register(app)
 _fixity.register(app)
 _alerts.register(app)
 _scheduler.register(app)
+_users.register(app)
+_access.register(app)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from ..aip.model import SOFTWARE_AGENT, Event
 from ..aip.sign import SignatureCheck, verify_detached
 from ..atomic import write_text
-from ..errors import CatalogError, StorageError, UsageError
+from ..errors import CatalogError, UsageError
 from ..findings import Finding
 from ..progress import NullProgress
 from ..storage.base import Tier, TierUnreachable

@@ -30,7 +30,7 @@ def render(data: dict[str, Any], organisation: str, root: Path, at: str | None =
                '<span class="bad">CÓ VẤN ĐỀ / PROBLEMS FOUND</span>')
     parts = [f"<!DOCTYPE html><html lang='vi'><head><meta charset='utf-8'><title>Báo cáo kiểm tra toàn vẹn — "
              f"{_e(organisation)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>Báo cáo kiểm tra toàn vẹn <span class='en'>/ Fixity audit report</span></h1>",
+             "<h1>Báo cáo kiểm tra toàn vẹn <span class='en'>/ Fixity audit report</span></h1>",
              f"<p>{_e(organisation)} — <code>{_e(root)}</code><br>Thời điểm / time: {_e(at)}<br>"
              f"Kết quả / result: {verdict}<br>Đã kiểm tra / replicas audited: {data['replicas']}, "
              f"hư hỏng / damaged: {data['damaged']}, {data['bytes']:,} bytes in {data['seconds']} s</p>",

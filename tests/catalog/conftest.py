@@ -4,14 +4,9 @@ schema of its own (dropped afterwards). Set PRESERVE_TEST_PG_URL to use another 
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
-import socket
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from preserve.aip.model import (
@@ -26,48 +21,14 @@ from preserve.aip.model import (
 )
 from preserve.catalog import Catalog
 
-PG_URL = os.environ.get("PRESERVE_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
-PG_SKIP = "PostgreSQL not reachable at 127.0.0.1:5432: catalog tests ran on SQLite only"
-
-
-def _pg_conninfo() -> str:
-    return PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-_pg_state: dict[str, bool] = {}
-
-
-def pg_available() -> bool:
-    if "ok" not in _pg_state:
-        try:
-            with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-                pass
-            with psycopg.connect(_pg_conninfo(), connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_state["ok"] = True
-        except (OSError, psycopg.Error):
-            _pg_state["ok"] = False
-    return _pg_state["ok"]
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def catalog_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """A URL to an empty catalog database: SQLite file, or a fresh PostgreSQL schema."""
+    """A URL to an empty catalog database: SQLite file, or a fresh PostgreSQL schema (tests/conftest.py)."""
     if request.param == "sqlite":
         yield "sqlite:///" + str(tmp_path / "catalog.sqlite")
         return
-    if not pg_available():
-        pytest.skip(PG_SKIP)
-
-    schema = "t_" + secrets.token_hex(6)
-    with psycopg.connect(_pg_conninfo(), autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=" + quote(f"-csearch_path={schema}", safe="")
-    finally:
-        with psycopg.connect(_pg_conninfo(), autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    yield request.getfixturevalue("pg_schema_url")
 
 
 @pytest.fixture
