@@ -13,6 +13,7 @@ from ..catalog.db import read_session
 from ..catalog.models import EventRecord
 from ..errors import UsageError
 from .events import ACCESS_EVENT_TYPES, user_agent
+from .users import normal_name
 
 
 def parse_since(text: str | None, tz: str) -> str | None:
@@ -38,7 +39,8 @@ def access_log(engine, user: str | None = None, since: str | None = None, limit:
     with read_session(engine) as s:
         q = select(EventRecord).where(EventRecord.type.in_(ACCESS_EVENT_TYPES))  # type: ignore[attr-defined]
         if user:
-            q = q.where(EventRecord.agents.contains(json.dumps(user_agent(user)), autoescape=True))  # type: ignore[attr-defined]
+            agent = json.dumps(user_agent(normal_name(user)))  # with its quotes: "doc1" must not match "doc10"
+            q = q.where(EventRecord.agents.contains(agent, autoescape=True))  # type: ignore[attr-defined]
         rows = list(s.exec(q.order_by(EventRecord.seq)))
     out = []
     cutoff = datetime.fromisoformat(since) if since else None

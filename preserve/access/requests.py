@@ -19,8 +19,8 @@ from ..catalog.models import (REQUEST_APPROVED, REQUEST_DENIED, REQUEST_PENDING,
 from ..errors import PreserveError, UsageError
 from ..findings import Finding
 from . import events
-from .rules import LEVEL_TEXT, Record, User, check_decider, decide_request, is_expired, record_level
-from .users import Users
+from .rules import CONDITIONAL, LEVEL_TEXT, Record, User, check_decider, decide_request, is_expired, record_level
+from .users import Users, normal_name
 
 EXPIRED = "expired"
 
@@ -90,7 +90,7 @@ class Requests:
         """A new request, decided at once by the rules: {"id", "status", "reason"} (refused ones are kept too)."""
         purpose = chain.nfc((purpose or "").strip())
         if len(purpose) < 3:
-            raise UsageError("Chưa nêu mục đích khai thác / The purpose of the request is missing.",
+            raise UsageError("Chưa nêu mục đích khai thác / The purpose of the request is missing or too short.",
                              hint='Say what the copy is for, e.g. --purpose "Nghiên cứu lịch sử Đảng bộ tỉnh".')
         days = self.default_days if days is None else days
         if not 1 <= days <= self.max_days:
@@ -132,12 +132,14 @@ class Requests:
 
     def _decide(self, request_id: str, by: str, reason: str | None, approve: bool) -> dict[str, Any]:
         reason = chain.nfc((reason or "").strip())
-        if not reason:
-            raise UsageError("Cần nêu lý do / A reason is required.",
-                             hint='Add --reason "…": it is kept with the decision and shown to the reader.')
         decider = self.users.require(by)
         row = self._row(request_id)
         record, _ = self.resolve_row(row)
+        if not reason and approve and record.level == CONDITIONAL:  # "an archivist must approve, with a reason"
+            raise UsageError("Cần nêu lý do duyệt / A reason is required to approve a record of conditional use.",
+                             hint='Add --reason "…": it is kept with the decision and shown to the reader.')
+        reason = reason or ("Duyệt (không nêu lý do) / approved (no reason given)" if approve else
+                            "Không duyệt (không nêu lý do) / denied (no reason given)")
         when = self.now()
         problem = check_decider(decider, row.user_name, record, row.status, is_expired(row.expires, when))
         if problem is None and approve:
@@ -191,10 +193,14 @@ class Requests:
         return self._dict(self._row(request_id))
 
     def list(self, user: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        statuses = (REQUEST_PENDING, REQUEST_APPROVED, REQUEST_REFUSED, REQUEST_DENIED, EXPIRED)
+        if status is not None and status not in statuses:
+            raise UsageError(f"Trạng thái không hợp lệ / Unknown status '{status}'.",
+                             hint=f"One of: {', '.join(statuses)}.")
         with read_session(self.engine) as s:
             q = select(AccessRequest)
             if user:
-                q = q.where(AccessRequest.user_name == user)
+                q = q.where(AccessRequest.user_name == normal_name(user))
             rows = list(s.exec(q.order_by(AccessRequest.created, AccessRequest.id)))
         out = [self._dict(r) for r in rows]
         return [r for r in out if r["status"] == status] if status else out

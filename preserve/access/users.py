@@ -41,6 +41,7 @@ class Users:
 
     # --- reads ------------------------------------------------------------------------------------------
     def get(self, name: str) -> User | None:
+        name = normal_name(name)
         with read_session(self.engine) as s:
             row = s.get(UserAccount, name)
             if row is None:
@@ -61,12 +62,13 @@ class Users:
             return [_public(r, grants.get(r.name, ())) for r in rows]
 
     def show(self, name: str) -> dict[str, Any]:
-        self.require(name)
+        name = self.require(name).name
         return next(u for u in self.list() if u["name"] == name)
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user, when the account exists, is enabled and the password matches; else None (one answer for
         all three, so a sign-in page reveals nothing). A hash made with older parameters is upgraded."""
+        name = normal_name(name)
         with read_session(self.engine) as s:
             row = s.get(UserAccount, name)
             stored = row.password_hash if row is not None and not row.disabled else None
@@ -98,7 +100,7 @@ class Users:
     # --- writes -----------------------------------------------------------------------------------------
     def add(self, name: str, role: str, *, full_name: str = "", fonds: Iterable[str] = (),
             password: str | None = None) -> dict[str, Any]:
-        name = name.strip()
+        name = normal_name(name)
         if not NAME_RE.match(name):
             raise UsageError(f"Tên đăng nhập không hợp lệ / '{name}' is not a valid user name.",
                              hint="Use 2–63 lower-case letters without diacritics, digits, '.', '_' or '-', "
@@ -124,6 +126,7 @@ class Users:
         return self.show(name)
 
     def set_password(self, name: str, password: str) -> None:
+        name = normal_name(name)
         hashed = _hasher.hash(check_password(password))
         self._update(name, "password changed", password_hash=hashed)
 
@@ -141,7 +144,7 @@ class Users:
         codes = _fonds(fonds)
         if not codes:
             raise UsageError("Chưa nêu phông / No fonds given.", hint="Name one or more with --fonds CODE.")
-        self.require(name)
+        name = self.require(name).name
         when = self.now()
         with write_session(self.engine) as s:
             held = set(self._grants(s, [name]).get(name, ()))
@@ -159,6 +162,7 @@ class Users:
         return self.show(name)
 
     def _update(self, name: str, what: str, **values: Any) -> None:
+        name = normal_name(name)
         when = self.now()
         with write_session(self.engine) as s:
             row = s.get(UserAccount, name)
@@ -176,6 +180,11 @@ class Users:
     def _event(self, s, when: str, detail: str, name: str) -> None:
         events.record(s, events.USER_ADMIN, when, "success", detail,
                       [(self.actor, "implementer"), (events.user_agent(name), "subject")], [f"user:{name}"])
+
+
+def normal_name(name: str) -> str:
+    """Sign-in names are compared case-insensitively: stored and looked up in lower case."""
+    return (name or "").strip().lower()
 
 
 def _fonds(codes: Iterable[str]) -> list[str]:

@@ -38,19 +38,19 @@ PREMIS_PATH = "metadata/preservation/premis.xml"
 SUBMISSION_USE = "Submission"
 
 
-def _m(tag: str) -> str:
+def mets_name(tag: str) -> str:
     return f"{{{METS_NS}}}{tag}"
 
 
-def _c(attr: str) -> str:
+def csip_name(attr: str) -> str:
     return f"{{{CSIP_NS}}}{attr}"
 
 
-def _x(attr: str) -> str:
+def xlink_name(attr: str) -> str:
     return f"{{{XLINK_NS}}}{attr}"
 
 
-class _Ids:
+class XmlIds:
     """xsd:ID values from paths: readable, NCName-safe, unique within the document."""
 
     def __init__(self) -> None:
@@ -93,10 +93,10 @@ def _md_type(f: AipFile, profile: str) -> dict[str, str]:
 
 
 def _md_ref(parent: etree._Element, f: AipFile | None, path: str, md: dict[str, str], created: str) -> None:
-    ref = etree.SubElement(parent, _m("mdRef"))
+    ref = etree.SubElement(parent, mets_name("mdRef"))
     ref.set("LOCTYPE", "URL")
-    ref.set(_x("type"), "simple")
-    ref.set(_x("href"), path)
+    ref.set(xlink_name("type"), "simple")
+    ref.set(xlink_name("href"), path)
     for k, v in md.items():
         ref.set(k, v)
     if f is not None:
@@ -104,34 +104,34 @@ def _md_ref(parent: etree._Element, f: AipFile | None, path: str, md: dict[str, 
 
 
 def _header(root: etree._Element, aip: Aip) -> None:
-    hdr = etree.SubElement(root, _m("metsHdr"), CREATEDATE=aip.created, LASTMODDATE=aip.created,
+    hdr = etree.SubElement(root, mets_name("metsHdr"), CREATEDATE=aip.created, LASTMODDATE=aip.created,
                            RECORDSTATUS="NEW")
-    hdr.set(_c("OAISPACKAGETYPE"), "AIP")
-    agent = etree.SubElement(hdr, _m("agent"), ROLE="CREATOR", TYPE="OTHER", OTHERTYPE="SOFTWARE")
-    etree.SubElement(agent, _m("name")).text = preserve.SOFTWARE_NAME
-    note = etree.SubElement(agent, _m("note"))
-    note.set(_c("NOTETYPE"), "SOFTWARE VERSION")
+    hdr.set(csip_name("OAISPACKAGETYPE"), "AIP")
+    agent = etree.SubElement(hdr, mets_name("agent"), ROLE="CREATOR", TYPE="OTHER", OTHERTYPE="SOFTWARE")
+    etree.SubElement(agent, mets_name("name")).text = preserve.SOFTWARE_NAME
+    note = etree.SubElement(agent, mets_name("note"))
+    note.set(csip_name("NOTETYPE"), "SOFTWARE VERSION")
     note.text = preserve.__version__
     if aip.organisation:
-        agent = etree.SubElement(hdr, _m("agent"), ROLE="CUSTODIAN", TYPE="ORGANIZATION")
-        etree.SubElement(agent, _m("name")).text = xml_text(aip.organisation)
+        agent = etree.SubElement(hdr, mets_name("agent"), ROLE="CUSTODIAN", TYPE="ORGANIZATION")
+        etree.SubElement(agent, mets_name("name")).text = xml_text(aip.organisation)
     for a in aip.agents:
         if a.type == "person":
-            agent = etree.SubElement(hdr, _m("agent"), ROLE="ARCHIVIST", TYPE="INDIVIDUAL")
-            etree.SubElement(agent, _m("name")).text = xml_text(a.name)
-    alt = etree.SubElement(hdr, _m("altRecordID"), TYPE="fileCode")
+            agent = etree.SubElement(hdr, mets_name("agent"), ROLE="ARCHIVIST", TYPE="INDIVIDUAL")
+            etree.SubElement(agent, mets_name("name")).text = xml_text(a.name)
+    alt = etree.SubElement(hdr, mets_name("altRecordID"), TYPE="fileCode")
     alt.text = xml_text(aip.file_code)
 
 
 def build_mets(aip: Aip) -> bytes:
     """The AIP's METS.xml (UTF-8 bytes), valid against metadata_schemas/xsd/mets1_12.xsd."""
-    ids = _Ids()
-    root = etree.Element(_m("mets"), nsmap=NSMAP)
+    ids = XmlIds()
+    root = etree.Element(mets_name("mets"), nsmap=NSMAP)
     root.set("OBJID", aip.id)
     root.set("LABEL", xml_text(aip.dossier.get("title", aip.file_code)))
     root.set("TYPE", CONTENT_CATEGORY)
-    root.set(_c("CONTENTINFORMATIONTYPE"), "OTHER")
-    root.set(_c("OTHERCONTENTINFORMATIONTYPE"), aip.profile)
+    root.set(csip_name("CONTENTINFORMATIONTYPE"), "OTHER")
+    root.set(csip_name("OTHERCONTENTINFORMATIONTYPE"), aip.profile)
     root.set("PROFILE", CSIP_PROFILE)
     root.set(f"{{{XSI_NS}}}schemaLocation", SCHEMA_LOCATION)
     _header(root, aip)
@@ -140,7 +140,7 @@ def build_mets(aip: Aip) -> bytes:
     dmd_ids: list[str] = []
     for f in [f for f in aip.files if f.role == ROLE_DESCRIPTIVE]:
         ident = ids.make("dmd", f.path.rsplit("/", 1)[-1])
-        sec = etree.SubElement(root, _m("dmdSec"), ID=ident, CREATED=aip.created, STATUS="CURRENT")
+        sec = etree.SubElement(root, mets_name("dmdSec"), ID=ident, CREATED=aip.created, STATUS="CURRENT")
         _md_ref(sec, f, f.path, _md_type(f, aip.profile), aip.created)
         dmd_ids.append(ident)
 
@@ -149,11 +149,11 @@ def build_mets(aip: Aip) -> bytes:
     refs: list[tuple[AipFile | None, str]] = [(f, f.path) for f in pres]
     if not any(p == PREMIS_PATH for _f, p in refs):
         refs.insert(0, (None, PREMIS_PATH))
-    amd = etree.SubElement(root, _m("amdSec"))
+    amd = etree.SubElement(root, mets_name("amdSec"))
     amd_ids: list[str] = []
     for f, path in refs:
         ident = ids.make("digiprov", path.rsplit("/", 1)[-1])
-        sec = etree.SubElement(amd, _m("digiprovMD"), ID=ident, CREATED=aip.created, STATUS="CURRENT")
+        sec = etree.SubElement(amd, mets_name("digiprovMD"), ID=ident, CREATED=aip.created, STATUS="CURRENT")
         md = _md_type(f, aip.profile) if f else {"MDTYPE": "PREMIS", "MDTYPEVERSION": "3.0"}
         _md_ref(sec, f, path, md, aip.created)
         amd_ids.append(ident)
@@ -167,36 +167,36 @@ def build_mets(aip: Aip) -> bytes:
         elif f.role == ROLE_SUBMISSION:
             groups.setdefault(SUBMISSION_USE, []).append(f)
     if groups:
-        file_sec = etree.SubElement(root, _m("fileSec"))
+        file_sec = etree.SubElement(root, mets_name("fileSec"))
         for use, files in groups.items():
-            grp = etree.SubElement(file_sec, _m("fileGrp"), ID=ids.make("grp", use), USE=use)
+            grp = etree.SubElement(file_sec, mets_name("fileGrp"), ID=ids.make("grp", use), USE=use)
             for f in files:
                 file_ids[f.path] = ids.make("file", f.path)
-                el = etree.SubElement(grp, _m("file"), ID=file_ids[f.path])
+                el = etree.SubElement(grp, mets_name("file"), ID=file_ids[f.path])
                 _checksum_attrs(el, f, aip.created)
-                loc = etree.SubElement(el, _m("FLocat"), LOCTYPE="URL")
-                loc.set(_x("type"), "simple")
-                loc.set(_x("href"), f.path)
+                loc = etree.SubElement(el, mets_name("FLocat"), LOCTYPE="URL")
+                loc.set(xlink_name("type"), "simple")
+                loc.set(xlink_name("href"), f.path)
 
     # structure
-    smap = etree.SubElement(root, _m("structMap"), TYPE="PHYSICAL", LABEL="CSIP")
-    top = etree.SubElement(smap, _m("div"), ID=ids.make("div", "root"), LABEL=aip.id)
-    meta = etree.SubElement(top, _m("div"), ID=ids.make("div", "Metadata"), LABEL="Metadata")
+    smap = etree.SubElement(root, mets_name("structMap"), TYPE="PHYSICAL", LABEL="CSIP")
+    top = etree.SubElement(smap, mets_name("div"), ID=ids.make("div", "root"), LABEL=aip.id)
+    meta = etree.SubElement(top, mets_name("div"), ID=ids.make("div", "Metadata"), LABEL="Metadata")
     if dmd_ids:
         meta.set("DMDID", " ".join(dmd_ids))
     meta.set("ADMID", " ".join(amd_ids))
     for use, files in groups.items():
-        div = etree.SubElement(top, _m("div"), ID=ids.make("div", use), LABEL=use)
+        div = etree.SubElement(top, mets_name("div"), ID=ids.make("div", use), LABEL=use)
         if use == SUBMISSION_USE:
             for f in files:
-                etree.SubElement(div, _m("fptr"), FILEID=file_ids[f.path])
+                etree.SubElement(div, mets_name("fptr"), FILEID=file_ids[f.path])
             continue
         _document_divs(div, aip, files, file_ids, ids)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
 def _document_divs(div: etree._Element, aip: Aip, files: list[AipFile], file_ids: dict[str, str],
-                   ids: _Ids) -> None:
+                   ids: XmlIds) -> None:
     """One div per document (LABEL docCode, ORDER docOrdinal) with its files.
 
     Files whose document is not listed are pointed to from the representation div itself (METS wants its
@@ -208,11 +208,11 @@ def _document_divs(div: etree._Element, aip: Aip, files: list[AipFile], file_ids
         if f.doc_code and f.doc_code in codes:
             by_doc.setdefault(f.doc_code, []).append(f)
         else:
-            etree.SubElement(div, _m("fptr"), FILEID=file_ids[f.path])
+            etree.SubElement(div, mets_name("fptr"), FILEID=file_ids[f.path])
     for n, doc in enumerate(aip.documents, start=1):
         code = str(doc.get("docCode", ""))
-        ddiv = etree.SubElement(div, _m("div"), ID=ids.make("div", code), LABEL=code, TYPE="document")
+        ddiv = etree.SubElement(div, mets_name("div"), ID=ids.make("div", code), LABEL=code, TYPE="document")
         ordinal = doc.get("docOrdinal")
         ddiv.set("ORDER", str(int(ordinal)) if ordinal not in (None, "") else str(n))
         for f in by_doc.get(code, []):
-            etree.SubElement(ddiv, _m("fptr"), FILEID=file_ids[f.path])
+            etree.SubElement(ddiv, mets_name("fptr"), FILEID=file_ids[f.path])

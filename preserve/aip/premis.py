@@ -33,17 +33,17 @@ def _p(tag: str) -> str:
     return f"{{{PREMIS_NS}}}{tag}"
 
 
-def _sub(parent: etree._Element, tag: str, text: object | None = None) -> etree._Element:
+def sub_element(parent: etree._Element, tag: str, text: object | None = None) -> etree._Element:
     el = etree.SubElement(parent, _p(tag))
     if text is not None:
         el.text = xml_text(text)
     return el
 
 
-def _identifier(parent: etree._Element, prefix: str, id_type: str, value: str) -> etree._Element:
-    el = _sub(parent, f"{prefix}Identifier")
-    _sub(el, f"{prefix}IdentifierType", id_type)
-    _sub(el, f"{prefix}IdentifierValue", value)
+def add_identifier(parent: etree._Element, prefix: str, id_type: str, value: str) -> etree._Element:
+    el = sub_element(parent, f"{prefix}Identifier")
+    sub_element(el, f"{prefix}IdentifierType", id_type)
+    sub_element(el, f"{prefix}IdentifierValue", value)
     return el
 
 
@@ -58,68 +58,68 @@ def _object_id_type(aip: Aip, value: str) -> str:
 
 
 def _entity(root: etree._Element, aip: Aip) -> None:
-    obj = _sub(root, "object")
+    obj = sub_element(root, "object")
     obj.set(f"{{{XSI_NS}}}type", "premis:intellectualEntity")
-    _identifier(obj, "object", ID_UUID, aip.id)
-    _identifier(obj, "object", ID_FILE_CODE, aip.file_code)
+    add_identifier(obj, "object", ID_UUID, aip.id)
+    add_identifier(obj, "object", ID_FILE_CODE, aip.file_code)
 
 
 def _file_object(root: etree._Element, aip: Aip, f: AipFile, ordinals: dict[str, int]) -> None:
-    obj = _sub(root, "object")
+    obj = sub_element(root, "object")
     obj.set(f"{{{XSI_NS}}}type", "premis:file")
-    _identifier(obj, "object", ID_FILEPATH, f.path)
-    chars = _sub(obj, "objectCharacteristics")
-    _sub(chars, "compositionLevel", "0")
+    add_identifier(obj, "object", ID_FILEPATH, f.path)
+    chars = sub_element(obj, "objectCharacteristics")
+    sub_element(chars, "compositionLevel", "0")
     for algorithm, digest in (("SHA-256", f.sha256), ("SHA-512", f.sha512)):
-        fixity = _sub(chars, "fixity")
-        _sub(fixity, "messageDigestAlgorithm", algorithm)
-        _sub(fixity, "messageDigest", digest)
-    _sub(chars, "size", f.size)
-    fmt = _sub(chars, "format")
-    designation = _sub(fmt, "formatDesignation")
-    _sub(designation, "formatName", f.format_name or f.mime)
+        fixity = sub_element(chars, "fixity")
+        sub_element(fixity, "messageDigestAlgorithm", algorithm)
+        sub_element(fixity, "messageDigest", digest)
+    sub_element(chars, "size", f.size)
+    fmt = sub_element(chars, "format")
+    designation = sub_element(fmt, "formatDesignation")
+    sub_element(designation, "formatName", f.format_name or f.mime)
     if f.format_version:
-        _sub(designation, "formatVersion", f.format_version)
+        sub_element(designation, "formatVersion", f.format_version)
     if f.puid:
-        registry = _sub(fmt, "formatRegistry")
-        _sub(registry, "formatRegistryName", "PRONOM")
-        _sub(registry, "formatRegistryKey", f.puid)
-        _sub(registry, "formatRegistryRole", "specification")
+        registry = sub_element(fmt, "formatRegistry")
+        sub_element(registry, "formatRegistryName", "PRONOM")
+        sub_element(registry, "formatRegistryKey", f.puid)
+        sub_element(registry, "formatRegistryRole", "specification")
     if f.original_name:
-        _sub(obj, "originalName", f.original_name)
-    rel = _sub(obj, "relationship")
-    _sub(rel, "relationshipType", "structural")
-    _sub(rel, "relationshipSubType", "is included in")
-    related = _identifier(rel, "relatedObject", ID_UUID, aip.id)
+        sub_element(obj, "originalName", f.original_name)
+    rel = sub_element(obj, "relationship")
+    sub_element(rel, "relationshipType", "structural")
+    sub_element(rel, "relationshipSubType", "is included in")
+    related = add_identifier(rel, "relatedObject", ID_UUID, aip.id)
     if f.role == ROLE_ORIGINAL and f.doc_code in ordinals:
-        _sub(related, "relatedObjectSequence", ordinals[f.doc_code])
+        sub_element(related, "relatedObjectSequence", ordinals[f.doc_code])
 
 
 def _event(root: etree._Element, aip: Aip, ev: Event) -> None:
-    el = _sub(root, "event")
-    _identifier(el, "event", ID_UUID, ev.id)
-    _sub(el, "eventType", ev.type)
-    _sub(el, "eventDateTime", ev.datetime)
+    el = sub_element(root, "event")
+    add_identifier(el, "event", ID_UUID, ev.id)
+    sub_element(el, "eventType", ev.type)
+    sub_element(el, "eventDateTime", ev.datetime)
     if ev.detail:
-        _sub(_sub(el, "eventDetailInformation"), "eventDetail", ev.detail)
-    _sub(_sub(el, "eventOutcomeInformation"), "eventOutcome", ev.outcome)
+        sub_element(sub_element(el, "eventDetailInformation"), "eventDetail", ev.detail)
+    sub_element(sub_element(el, "eventOutcomeInformation"), "eventOutcome", ev.outcome)
     for agent_id, role in ev.agents:
-        link = _identifier(el, "linkingAgent", ID_LOCAL, agent_id)
+        link = add_identifier(el, "linkingAgent", ID_LOCAL, agent_id)
         if role:
-            _sub(link, "linkingAgentRole", role)
+            sub_element(link, "linkingAgentRole", role)
     for value in ev.objects:
-        _identifier(el, "linkingObject", _object_id_type(aip, value), value)
+        add_identifier(el, "linkingObject", _object_id_type(aip, value), value)
 
 
 def _agent(root: etree._Element, agent: Agent) -> None:
-    el = _sub(root, "agent")
-    _identifier(el, "agent", ID_LOCAL, agent.id)
-    _sub(el, "agentName", agent.name)
-    _sub(el, "agentType", agent.type)
+    el = sub_element(root, "agent")
+    add_identifier(el, "agent", ID_LOCAL, agent.id)
+    sub_element(el, "agentName", agent.name)
+    sub_element(el, "agentType", agent.type)
     if agent.type == "software" and agent.note:
-        _sub(el, "agentVersion", agent.note)
+        sub_element(el, "agentVersion", agent.note)
     elif agent.note:
-        _sub(el, "agentNote", agent.note)
+        sub_element(el, "agentNote", agent.note)
 
 
 def build_premis(aip: Aip) -> bytes:

@@ -82,7 +82,8 @@ def register(app: typer.Typer) -> None:
 
     @access_app.command("approve")
     def approve(request_id: str, by: str = typer.Option(..., "--by", help="The archivist deciding."),
-                reason: Optional[str] = typer.Option(None, "--reason", help="Why (kept with the decision)."),
+                reason: Optional[str] = typer.Option(None, "--reason", help="Why (kept with the decision; "
+                                                     "required for a record of conditional use)."),
                 repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
         """Approve a pending request (archivists and admins; not one's own). Exit 1 when refused."""
         _decide(request_id, by, reason, True, repo, json_)

@@ -90,7 +90,10 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("Chưa có mật khẩu / No password given.",
                                  hint="Run it at a terminal, or pass --password-file FILE (or - for stdin).")
             users.set_password(name, password)
-        emit_json({"name": name, "password": "set"}) if json_ else out.print(f"[green]Đã đặt mật khẩu / password set[/] {name}")
+        if json_:
+            emit_json({"name": name, "password": "set"})
+        else:
+            out.print(f"[green]Đã đặt mật khẩu / password set[/] {name}")
 
     def _state(name: str, disabled: bool, repo: Optional[Path], json_: bool) -> None:
         with handled(), open_repo(repo) as r:

@@ -33,8 +33,9 @@ from pathlib import Path
 from lxml import etree
 
 import preserve
-from preserve.aip.mets import CONTENT_CATEGORY, CSIP_PROFILE, NSMAP, SCHEMA_LOCATION, XSI_NS, _c, _Ids, _m, _x
-from preserve.aip.premis import ID_FILEPATH, ID_UUID, PREMIS_NS, _identifier, _sub
+from preserve.aip.mets import (CONTENT_CATEGORY, CSIP_PROFILE, NSMAP, SCHEMA_LOCATION, XSI_NS, XmlIds, csip_name,
+                                mets_name, xlink_name)
+from preserve.aip.premis import ID_FILEPATH, ID_UUID, PREMIS_NS, add_identifier, sub_element
 from preserve.aip.xmlschemas import xml_text
 from preserve.atomic import fsync_dir
 from preserve.digest import CHUNK, hash_file
@@ -246,71 +247,71 @@ def _readme(spec: DipSpec, copies: list[_Copy]) -> str:
 
 
 def _header(root: etree._Element, spec: DipSpec) -> None:
-    hdr = etree.SubElement(root, _m("metsHdr"), CREATEDATE=spec.created, RECORDSTATUS="NEW")
-    hdr.set(_c("OAISPACKAGETYPE"), "DIP")
-    agent = etree.SubElement(hdr, _m("agent"), ROLE="CREATOR", TYPE="ORGANIZATION")
-    etree.SubElement(agent, _m("name")).text = xml_text(spec.organisation)
-    agent = etree.SubElement(hdr, _m("agent"), ROLE="CREATOR", TYPE="OTHER", OTHERTYPE="SOFTWARE")
-    etree.SubElement(agent, _m("name")).text = preserve.SOFTWARE_NAME
-    note = etree.SubElement(agent, _m("note"))
-    note.set(_c("NOTETYPE"), "SOFTWARE VERSION")
+    hdr = etree.SubElement(root, mets_name("metsHdr"), CREATEDATE=spec.created, RECORDSTATUS="NEW")
+    hdr.set(csip_name("OAISPACKAGETYPE"), "DIP")
+    agent = etree.SubElement(hdr, mets_name("agent"), ROLE="CREATOR", TYPE="ORGANIZATION")
+    etree.SubElement(agent, mets_name("name")).text = xml_text(spec.organisation)
+    agent = etree.SubElement(hdr, mets_name("agent"), ROLE="CREATOR", TYPE="OTHER", OTHERTYPE="SOFTWARE")
+    etree.SubElement(agent, mets_name("name")).text = preserve.SOFTWARE_NAME
+    note = etree.SubElement(agent, mets_name("note"))
+    note.set(csip_name("NOTETYPE"), "SOFTWARE VERSION")
     note.text = preserve.__version__
-    agent = etree.SubElement(hdr, _m("agent"), ROLE="OTHER", OTHERROLE="REQUESTER", TYPE="INDIVIDUAL")
-    etree.SubElement(agent, _m("name")).text = xml_text(spec.requester)
+    agent = etree.SubElement(hdr, mets_name("agent"), ROLE="OTHER", OTHERROLE="REQUESTER", TYPE="INDIVIDUAL")
+    etree.SubElement(agent, mets_name("name")).text = xml_text(spec.requester)
     for kind, value in (("AIP", spec.aip_id), ("AIP-VERSION", str(spec.aip_version)),
                         ("REQUEST", spec.request_id), ("fileCode", spec.file_code)):
-        etree.SubElement(hdr, _m("altRecordID"), TYPE=kind).text = xml_text(value)
+        etree.SubElement(hdr, mets_name("altRecordID"), TYPE=kind).text = xml_text(value)
 
 
 def _event(amd: etree._Element, spec: DipSpec, doc: DipDocument, made: _Copy, ident: str) -> None:
     """A PREMIS dissemination event: this copy (and its images) came from that file of that AIP version."""
-    md = etree.SubElement(amd, _m("digiprovMD"), ID=ident, CREATED=spec.created, STATUS="CURRENT")
-    wrap = etree.SubElement(md, _m("mdWrap"), MDTYPE="PREMIS:EVENT", MDTYPEVERSION="3.0")
-    event = _sub(etree.SubElement(wrap, _m("xmlData")), "event")
-    _identifier(event, "event", ID_UUID, f"uuid-{uuid.uuid5(uuid.NAMESPACE_URL, f'{spec.dip_id}/{doc.doc_code}')}")
-    _sub(event, "eventType", "dissemination")
-    _sub(event, "eventDateTime", spec.created)
+    md = etree.SubElement(amd, mets_name("digiprovMD"), ID=ident, CREATED=spec.created, STATUS="CURRENT")
+    wrap = etree.SubElement(md, mets_name("mdWrap"), MDTYPE="PREMIS:EVENT", MDTYPEVERSION="3.0")
+    event = sub_element(etree.SubElement(wrap, mets_name("xmlData")), "event")
+    add_identifier(event, "event", ID_UUID, f"uuid-{uuid.uuid5(uuid.NAMESPACE_URL, f'{spec.dip_id}/{doc.doc_code}')}")
+    sub_element(event, "eventType", "dissemination")
+    sub_element(event, "eventDateTime", spec.created)
     kind = "strong watermark (secret record)" if spec.strong else "watermark"
-    _sub(_sub(event, "eventDetailInformation"), "eventDetail",
+    sub_element(sub_element(event, "eventDetailInformation"), "eventDetail",
          f"Access copy with a '{watermark_lines(spec)[0]}' {kind} for request {spec.request_id} "
          f"(purpose: {spec.purpose}), made from "
          f"{doc.source_path} (SHA-256 {doc.source_sha256.lower()}) of AIP {spec.aip_id} version "
          f"{spec.aip_version}, read from tier {spec.tier} after it verified")
-    outcome = _sub(event, "eventOutcomeInformation")
-    _sub(outcome, "eventOutcome", "success")
-    _sub(_sub(outcome, "eventOutcomeDetail"), "eventOutcomeDetailNote", f"{made.pages} pages")
+    outcome = sub_element(event, "eventOutcomeInformation")
+    sub_element(outcome, "eventOutcome", "success")
+    sub_element(sub_element(outcome, "eventOutcomeDetail"), "eventOutcomeDetailNote", f"{made.pages} pages")
     links = [(ID_UUID, spec.aip_id, "source"), (ID_FILEPATH, doc.source_path, "source")]
     links += [(ID_FILEPATH, e.path, "outcome") for e in made.entries]
     for id_type, value, role in links:
-        _sub(_identifier(event, "linkingObject", id_type, value), "linkingObjectRole", role)
+        sub_element(add_identifier(event, "linkingObject", id_type, value), "linkingObjectRole", role)
 
 
 def _file(grp: etree._Element, e: _Entry, ident: str, created: str, admid: str | None) -> None:
-    el = etree.SubElement(grp, _m("file"), ID=ident, MIMETYPE=MIME[Path(e.path).suffix], SIZE=str(e.size),
+    el = etree.SubElement(grp, mets_name("file"), ID=ident, MIMETYPE=MIME[Path(e.path).suffix], SIZE=str(e.size),
                           CREATED=created, CHECKSUM=e.sha256, CHECKSUMTYPE="SHA-256")
     if admid:
         el.set("ADMID", admid)
-    loc = etree.SubElement(el, _m("FLocat"), LOCTYPE="URL")
-    loc.set(_x("type"), "simple")
-    loc.set(_x("href"), e.path)
+    loc = etree.SubElement(el, mets_name("FLocat"), LOCTYPE="URL")
+    loc.set(xlink_name("type"), "simple")
+    loc.set(xlink_name("href"), e.path)
 
 
 def _mets(spec: DipSpec, copies: list[_Copy], readme: _Entry) -> bytes:
     """METS.xml of the DIP (UTF-8), valid against the METS 1.12 schema; entries must carry size and SHA-256."""
-    ids = _Ids()
-    root = etree.Element(_m("mets"), nsmap={**NSMAP, "premis": PREMIS_NS})
+    ids = XmlIds()
+    root = etree.Element(mets_name("mets"), nsmap={**NSMAP, "premis": PREMIS_NS})
     root.set("OBJID", spec.dip_id)
     root.set("LABEL", xml_text(spec.dossier_title or spec.file_code))
     root.set("TYPE", CONTENT_CATEGORY)
     root.set("PROFILE", CSIP_PROFILE)
     root.set(f"{{{XSI_NS}}}schemaLocation", SCHEMA_LOCATION)
     _header(root, spec)
-    amd = etree.SubElement(root, _m("amdSec"))
+    amd = etree.SubElement(root, mets_name("amdSec"))
     admids = [ids.make("digiprov", doc.doc_code) for doc in spec.documents]
     for doc, made, admid in zip(spec.documents, copies, admids):
         _event(amd, spec, doc, made, admid)
 
-    file_sec = etree.SubElement(root, _m("fileSec"))
+    file_sec = etree.SubElement(root, mets_name("fileSec"))
     file_ids: dict[str, str] = {}
     groups = {USE_DOCUMENTATION: [readme], USE_ACCESS: [], USE_IMAGES: []}
     for made in copies:
@@ -319,21 +320,21 @@ def _mets(spec: DipSpec, copies: list[_Copy], readme: _Entry) -> bytes:
     for use, entries in groups.items():
         if not entries:
             continue
-        grp = etree.SubElement(file_sec, _m("fileGrp"), ID=ids.make("grp", use), USE=use)
+        grp = etree.SubElement(file_sec, mets_name("fileGrp"), ID=ids.make("grp", use), USE=use)
         for e in entries:
             file_ids[e.path] = ids.make("file", e.path.rsplit("/", 1)[-1])
             _file(grp, e, file_ids[e.path], spec.created, None if e.doc is None else admids[e.doc])
 
-    smap = etree.SubElement(root, _m("structMap"), TYPE="PHYSICAL", LABEL="CSIP")
-    top = etree.SubElement(smap, _m("div"), ID=ids.make("div", "root"), LABEL=spec.dip_id)
-    div = etree.SubElement(top, _m("div"), ID=ids.make("div", USE_DOCUMENTATION), LABEL=USE_DOCUMENTATION)
-    etree.SubElement(div, _m("fptr"), FILEID=file_ids[readme.path])
-    rep = etree.SubElement(top, _m("div"), ID=ids.make("div", USE_ACCESS), LABEL=USE_ACCESS)
+    smap = etree.SubElement(root, mets_name("structMap"), TYPE="PHYSICAL", LABEL="CSIP")
+    top = etree.SubElement(smap, mets_name("div"), ID=ids.make("div", "root"), LABEL=spec.dip_id)
+    div = etree.SubElement(top, mets_name("div"), ID=ids.make("div", USE_DOCUMENTATION), LABEL=USE_DOCUMENTATION)
+    etree.SubElement(div, mets_name("fptr"), FILEID=file_ids[readme.path])
+    rep = etree.SubElement(top, mets_name("div"), ID=ids.make("div", USE_ACCESS), LABEL=USE_ACCESS)
     for n, (doc, made) in enumerate(zip(spec.documents, copies), start=1):
-        ddiv = etree.SubElement(rep, _m("div"), ID=ids.make("div", doc.doc_code), TYPE="document", ORDER=str(n),
+        ddiv = etree.SubElement(rep, mets_name("div"), ID=ids.make("div", doc.doc_code), TYPE="document", ORDER=str(n),
                                 LABEL=xml_text(f"{doc.doc_code} — {doc.title}" if doc.title else doc.doc_code))
         for e in made.entries:
-            etree.SubElement(ddiv, _m("fptr"), FILEID=file_ids[e.path])
+            etree.SubElement(ddiv, mets_name("fptr"), FILEID=file_ids[e.path])
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 

@@ -63,13 +63,21 @@ def test_nobody_approves_their_own_request(world):
     assert repo.access_requests().approve(rid, "archivist2", "duyệt chéo")["status"] == "approved"
 
 
-def test_a_reason_is_required_to_decide(world):
+def test_a_conditional_record_is_approved_only_with_a_reason(world):
     repo, docs, _, _ = world
     rid = _pending(repo, docs)
-    for fn in (repo.access_requests().approve, repo.access_requests().deny):
-        with pytest.raises(UsageError, match="reason is required"):
-            fn(rid, "archivist", "  ")
+    with pytest.raises(UsageError, match="reason is required"):
+        repo.access_requests().approve(rid, "archivist", "  ")
     assert repo.access_requests().get(rid)["status"] == "pending"
+    denied = repo.access_requests().deny(rid, "archivist", None)  # a denial without a reason still says so
+    assert denied["status"] == "denied" and "no reason given" in denied["reason"]
+
+
+def test_names_are_case_insensitive(world):
+    repo, docs, _, _ = world
+    res = repo.access_requests().request("Reader", "Tra cứu", doc=docs["open"])
+    assert res["status"] == "approved" and repo.access_requests().get(res["id"])["user"] == "reader"
+    assert res["id"] in {e["request"] for e in repo.access_log(user="READER")}
 
 
 def test_a_secret_request_is_approved_only_while_the_grant_holds(world):
@@ -130,6 +138,8 @@ def test_unknown_user_and_missing_purpose(world):
         repo.access_requests().request("nobody", "Tra cứu", doc=docs["open"])
     with pytest.raises(UsageError, match="purpose"):
         repo.access_requests().request("reader", " ", doc=docs["open"])
+    with pytest.raises(UsageError, match="Unknown status"):
+        repo.access_requests().list(status="done")
     with pytest.raises(UsageError, match="No request"):
         repo.access_requests().approve("YC-00000000-000000", "archivist", "x")
 

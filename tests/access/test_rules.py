@@ -104,3 +104,10 @@ def test_whole_dossier_request_takes_the_class_of_the_dossier(world):
     assert repo.access_requests().request("reader", "Nghiên cứu", dossier=dossiers["open"])["status"] == "approved"
     res = repo.access_requests().request("reader", "Nghiên cứu", dossier=dossiers["secret-toimat"])
     assert res["status"] == "refused" and "E-ACC-SECRET-GRANT" in res["reason"]
+
+
+def test_a_top_secret_record_is_never_copied_and_says_so():
+    user = User("doc", "reader", grants=frozenset({"F"}))
+    d = rules.decide_request(user, Record("dossier", "F.1.1", "F.1.1", "F", rules.CLOSED))
+    assert d.finding.code == "E-ACC-CLOSED"
+    assert "không được cấp bản sao" in d.finding.message_vi and "no copy may be made" in d.finding.message_en
