@@ -67,18 +67,19 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         fixed = repo.repair()
         say(f"   repair: {[(x['tier'], x['status'], x['source']) for x in fixed.repairs]}; "
             f"audit again: {'intact' if repo.audit(due=False, tier='secondary').ok else 'DAMAGED'}")
-        access = _access_demo(repo, repo_dir, aips, say)
         evs = repo.events()
-        say(f"[bold]10. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events verify`)")
+        say(f"[bold]9. Sự kiện / events:[/] {len(evs)} (hash-chained; `preserve events verify`)")
         for e in evs[-8:]:
             say(f"   {e['datetime']}  {e['type']:<28} {e['outcome']}")
+        access = _access_demo(repo, repo_dir, aips, say)
         first = aips[0]["id"] if aips else None
         where = {
             "repository": str(repo_dir), "settings": str(repo_dir / "preserve.toml"),
             "catalog": repo.settings.catalog_url, "primary_tier": str(repo_dir / "tiers" / "primary"),
             "quarantine": str(repo_dir / "quarantine"), "keys": str(repo_dir / "keys"),
             "batches": str(batches), "aips": len(aips), "refused": [x["fileCode"] for x in r1.refused + r2.refused],
-            "example_aip": str(repo.aip_dir(first)) if first else None, "events": len(evs),
+            "example_aip": str(repo.aip_dir(first)) if first else None, "events": len(repo.events()),
+            "access_copies": str(repo_dir / "dip"),
             "tiers": {r["tier"]: {"kind": r["kind"], "location": r["location"], "aips": r["aips"]} for r in status},
             "copies": copies, "audit": {"replicas": len(audit.audits), "damaged": len(audit.damaged)},
             "damage": {"file": damaged, "found": found, "repaired": [x["status"] for x in fixed.repairs]},
@@ -92,7 +93,8 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
                 if k not in ("tiers", "copies", "audit", "damage", "access"):  # shown above
                     out.print(f"   {k}: {v_}")
             out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
-                      f"[bold]preserve tiers status --repo {repo_dir}[/]")
+                      f"[bold]preserve tiers status --repo {repo_dir}[/], "
+                      f"[bold]preserve access log --repo {repo_dir}[/]")
         return 0
     finally:
         repo.close()
@@ -109,7 +111,7 @@ def _access_demo(repo, repo_dir: Path, aips: list[dict], say) -> dict:
     plain = next((a for a in aips if level[a["fileCode"]] == "conditional"),  # shows the archivist's approval
                  next(a for a in aips if level[a["fileCode"]] == "open"))
     doc = repo.show_aip(plain["id"])["documents"][0]["docCode"]
-    say(f"[bold]9. Khai thác / access[/]: người đọc bandoc (Nguyễn Thị Hòa) yêu cầu bản sao tài liệu {doc}")
+    say(f"[bold]10. Khai thác / access[/]: người đọc bandoc (Nguyễn Thị Hòa) yêu cầu bản sao tài liệu {doc}")
     res = reqs.request("bandoc", "Nghiên cứu lịch sử Đảng bộ tỉnh", doc=doc)
     say(f"   {res['id']}: {res['status']} — {res['reason']}")
     if res["status"] == "pending":
