@@ -53,29 +53,33 @@ def backup(repo, progress=None) -> dict[str, Any]:
     out["replication"] = merged
     out["ok"] = all(r.ok for r in results)
     for name in names:
+        # the backup's own event first, so that the event log exported next holds every event, its own too
+        copied = sum(1 for c in merged["copies"] if c["tier"] == name and c["status"] == "copied")
+        failed = sum(1 for c in merged["copies"] if c["tier"] == name and c["status"] == "failed")
+        detail = (f"off-site backup to tier '{name}': {copied} AIP(s) copied and verified, {failed} failed; the "
+                  "event log and the access tables follow in a snapshot tagged eventlog")
+        repo.catalog.append_event(Event(f"uuid-{uuid.uuid4()}", "replication", now_iso(repo.settings.timezone),
+                                        "success" if failed == 0 else "failure", detail, [AGENT], [name]), None)
         tier = repo.tier(name)
         try:
             snap = backup_eventlog(repo, tier)
             out["eventlog"].append({"tier": name, **snap})
         except StorageError as e:
+            why = str(e).split("\n")[0]
             out["ok"] = False
-            out["eventlog"].append({"tier": name, "error": str(e).split("\n")[0]})
-            repo.alerter().alert(Finding("E-REPL-FAILED", name, {"aip": "event log", "tier": name,
-                                                                 "detail": str(e).split("\n")[0]}), tier=name)
-        copied = sum(1 for c in merged["copies"] if c["tier"] == name and c["status"] == "copied")
-        failed = sum(1 for c in merged["copies"] if c["tier"] == name and c["status"] == "failed")
-        ev_snap = out["eventlog"][-1].get("snapshot")
-        detail = (f"off-site backup to tier '{name}': {copied} AIP(s) copied and verified, {failed} failed; "
-                  f"event log snapshot {ev_snap or 'FAILED'}")
-        repo.catalog.append_event(Event(f"uuid-{uuid.uuid4()}", "replication", now_iso(repo.settings.timezone),
-                                        "success" if failed == 0 and ev_snap else "failure", detail, [AGENT],
-                                        [name]), None)
+            out["eventlog"].append({"tier": name, "error": why})
+            repo.alerter().alert(Finding("E-REPL-FAILED", name, {"aip": "event log", "tier": name, "detail": why}),
+                                 tier=name)
+            repo.catalog.append_event(Event(f"uuid-{uuid.uuid4()}", "replication", now_iso(repo.settings.timezone),
+                                            "failure", f"off-site backup of the event log to tier '{name}' failed: "
+                                            f"{why}", [AGENT], [name]), None)
     return out
 
 
 def backup_eventlog(repo, tier) -> dict[str, Any]:
-    """Export the catalog's event log (JSON lines, chain order, with the chain head) and back it up as one
-    snapshot tagged `eventlog`."""
+    """Export the catalog's event log (JSON lines, chain order, with the chain head) and the access tables
+    (users with their argon2 hashes, grants, requests: rows no AIP holds) and back them up as one snapshot
+    tagged `eventlog`. `preserve catalog rebuild` reads the newest one back."""
     work = repo.settings.staging / f"eventlog-{uuid.uuid4().hex}"
     folder = work / "eventlog"
     folder.mkdir(parents=True)
@@ -86,6 +90,8 @@ def backup_eventlog(repo, tier) -> dict[str, Any]:
                 f.write(json.dumps(ev, ensure_ascii=False, sort_keys=True) + "\n")
                 n += 1
         (folder / "chain-head.json").write_text(json.dumps(repo.catalog.chain_head()), encoding="utf-8")
+        (folder / "access.json").write_text(json.dumps(repo.catalog.export_access(), ensure_ascii=False),
+                                            encoding="utf-8")
         summary = tier.restic.backup(work, ["eventlog"], ["preserve", EVENTLOG_TAG])
         return {"snapshot": summary.get("snapshot_id"), "events": n}
     finally:

@@ -307,6 +307,98 @@ class Repository:
 
         return check(self, subset)
 
+    # ------------------------------------------------------------------ recovery
+    def restore(self, source: str, aip_ids: list[str] | None = None, *, into: str | None = None,
+                to: Path | None = None, progress: Progress | None = None):
+        """Restore every AIP on tier `source` (aip_ids None) or those named, into a tier or a plain folder, each
+        verified before it counts (manifests, signature, catalog digests when known). Returns a RestoreResult."""
+        from .recovery.restore import JOURNAL, Restorer
+        from .replication import replication_lock
+
+        if (into is None) == (to is None):
+            raise UsageError("Nêu đúng một trong --into TẦNG hoặc --to THƯ_MỤC / Name exactly one of --into or --to.",
+                             hint="--into TIER rebuilds a tier; --to DIR writes the AIPs into a plain folder.")
+        if into == source:
+            raise UsageError(f"--into {into} is the tier restored from.", hint="Restore into another tier.")
+        src = self.tier(source)
+        src.check()
+        target = self._restore_target(into) if into is not None else None
+        restorer = Restorer(src, self.catalog, self._auditor().verify_signature, self.now, self.settings.staging,
+                            self.root / JOURNAL, into=target, to=Path(to).resolve() if to is not None else None,
+                            progress=progress)
+        rels = restorer.select(aip_ids)
+        if target is None:
+            return restorer.run(rels)
+        with replication_lock(self.settings.staging, wait=True):
+            return restorer.run(rels)
+
+    def _restore_target(self, name: str):
+        """The tier to restore into, set up when it is gone: a local tier inside the repository whose folder was
+        lost is created again; one outside it needs its parent (the mount) to be there."""
+        from .storage.base import TierUnreachable
+
+        tier = self.tier(name)
+        try:
+            tier.check()
+        except TierUnreachable:
+            setup = getattr(tier, "initialise", None)
+            if setup is None:
+                raise
+            root = getattr(tier, "root_path", None)
+            if root is not None and Path(root).resolve().is_relative_to(self.root):
+                Path(root).parent.mkdir(parents=True, exist_ok=True)
+            setup()
+            tier.check()
+        return tier
+
+    def _lost_local_tiers(self) -> list[str]:
+        """After a disaster, set up again the local copy tiers kept inside the repository whose folder is gone
+        (a tier on a disk of its own must be mounted and `preserve tiers init`-ed by hand: an absent mount is
+        never papered over). The names set up."""
+        from .storage.base import TierUnreachable
+
+        done = []
+        for name in self.policy().copy_tiers:
+            tier = self.tier(name)
+            root = getattr(tier, "root_path", None)
+            if root is None or Path(root).exists() or not Path(root).resolve().is_relative_to(self.root):
+                continue
+            try:
+                self._restore_target(name)
+                done.append(name)
+            except TierUnreachable:
+                continue
+        return done
+
+    def rebuild_catalog(self, source: str, eventlog: Path | None = None, progress: Progress | None = None):
+        """Rebuild an empty catalog from the AIPs on tier `source`, the event log backup and the replicas found
+        on the other tiers. Returns a RebuildResult."""
+        from .recovery.rebuild import Rebuilder
+
+        lost = self._lost_local_tiers() if self.catalog.counts()["aips"] == 0 else []
+        result = Rebuilder(self, source, self._auditor().verify_signature, progress).run(eventlog)
+        result.tiers_set_up = lost
+        return result
+
+    def compare_catalog(self, other_url: str) -> dict[str, Any]:
+        """What differs between the catalog at `other_url` (the reference, e.g. the one replaced) and this one."""
+        from .catalog import Catalog
+        from .catalog.compare import compare_catalogs
+
+        other = Catalog(other_url)
+        try:
+            return compare_catalogs(other, self.catalog)
+        finally:
+            other.close()
+
+    def drill(self, source: str | None = None, sample: int | None = None,
+              progress: Progress | None = None) -> dict[str, Any]:
+        """A restore drill: a random sample restored from the off-site tier (or `source`) into scratch space,
+        verified, recorded and removed; an alert when it fails."""
+        from .recovery.drill import drill
+
+        return drill(self, source, sample, progress)
+
     # ------------------------------------------------------------------ access
     def now(self) -> str:
         from .ingest import now_iso

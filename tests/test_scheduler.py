@@ -110,7 +110,8 @@ def test_jobs_from_the_default_policy():
     plan = plan_for(offsite=True)
     jobs = {j.id: j for j in plan.jobs}
     assert list(jobs) == ["audit:primary", "audit:secondary", "audit:offsite", "replicate", "offsite-backup",
-                          "capacity", "offsite-check"]
+                          "capacity", "offsite-check", "restore-drill"]
+    assert jobs["restore-drill"].trigger_text == "cron: 0 3 1 * *" and jobs["restore-drill"].sample == 5
     assert plan.findings == []
     assert jobs["audit:primary"].trigger_text == "cron: 0 1 * * *"
     assert jobs["audit:primary"].window == timedelta(hours=5)
@@ -121,7 +122,7 @@ def test_jobs_from_the_default_policy():
     assert plan.grace == timedelta(hours=1) and plan.tz.utcoffset(None) == timedelta(hours=7)
 
     local = [j.id for j in plan_for(offsite=False).jobs]  # no restic tier: no off-site jobs
-    assert local == ["audit:primary", "audit:secondary", "replicate", "capacity"]
+    assert local == ["audit:primary", "audit:secondary", "replicate", "capacity", "restore-drill"]
 
 
 def test_scheduler_settings_are_validated_with_coded_findings():
@@ -144,12 +145,12 @@ def test_scheduler_settings_are_validated_with_coded_findings():
 
     bad = plan_for(False, {"audit": "daily", "replicate": "interval: 10", "capacity": "cron: 0 25 * * *",
                            "audit_window": "0s", "misfire_grace": 5, "timezone": "Mars/Olympus",
-                           "restore_drill": "cron: 0 3 1 * *"})
+                           "restore_drill": "monthly", "restore_drill_sample": 0})
     codes = [(f.code, f.params["key"]) for f in bad.findings]  # a global key read for each tier: once
     assert codes == [("E-SCHED-VALUE", "timezone"), ("E-SCHED-VALUE", "misfire_grace"),
                      ("E-SCHED-TRIGGER", "audit"), ("E-SCHED-VALUE", "audit_window"),
                      ("E-SCHED-TRIGGER", "replicate"), ("E-SCHED-TRIGGER", "capacity"),
-                     ("E-SCHED-VALUE", "restore_drill")]
+                     ("E-SCHED-TRIGGER", "restore_drill"), ("E-SCHED-VALUE", "restore_drill_sample")]
     first = bad.findings[2]
     assert "daily" in first.message_en and "daily" in first.message_vi
     with pytest.raises(ValueError):
@@ -276,13 +277,13 @@ def test_restart_resyncs_jobs_with_the_policy_and_keeps_unchanged_next_runs(repo
     root = repo.root
     assert cli("scheduler", "run", "--once", "--repo", str(root))[0] == 0
     before = next_runs(root)
-    assert set(before) == {"audit:primary", "audit:secondary", "replicate", "capacity"}
+    assert set(before) == {"audit:primary", "audit:secondary", "replicate", "capacity", "restore-drill"}
     (root / "storage_policies").mkdir()
     (root / "storage_policies/one.yaml").write_text("copies:\n  tiers: [primary]\n  required: 1\n  minimum: 1\n")
     configure(root, {"replicate": "interval: 2h"}, policy="one")
     assert cli("scheduler", "run", "--once", "--repo", str(root))[0] == 0
     after = next_runs(root)
-    assert set(after) == {"audit:primary", "replicate", "capacity"}  # the tier left the policy: its job too
+    assert set(after) == {"audit:primary", "replicate", "capacity", "restore-drill"}  # the tier left: its job too
     assert after["audit:primary"] == before["audit:primary"] and after["capacity"] == before["capacity"]
     assert after["replicate"] - before["replicate"] >= timedelta(hours=1)  # changed trigger: rescheduled
 

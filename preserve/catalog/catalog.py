@@ -91,7 +91,7 @@ class Catalog:
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    def register_aip(self, aip: Aip, path: str, tier: str, tagmanifest_sha256: str, verified_at: str) -> None:
+    def register_aip(self, aip: Aip, path: str, tier: str, tagmanifest_sha256: str, verified_at: str | None) -> None:
         """Index a stored AIP in one transaction: fonds (upsert), dossier, documents, the AIP, its files,
         agents (upsert), the replica on `tier` (status ok, verified at `verified_at`) and the AIP's events
         appended to the chain. Either all rows appear or none (CatalogError).
@@ -152,6 +152,18 @@ class Catalog:
                     setattr(row, key, value)
                 s.add(row)
         s.flush()
+
+    def restore_latest(self, fonds: dict[str, str], agents: list) -> None:
+        """Fonds names and agent rows as the newest AIP gives them: a rebuild registers AIPs in path order, while
+        ingest left the values of the last AIP ingested."""
+        with _db_errors("set fonds names and agents"), write_session(self.engine) as s:
+            for code, name in fonds.items():
+                row = s.get(Fonds, code)
+                if row is not None and name and row.name != name:
+                    row.name = name
+                    s.add(row)
+            self._upsert_agents(s, Aip(id="", version=0, created="", profile="", dossier={}, documents=[],
+                                       agents=list(agents)))
 
     def append_event(self, event: Event, aip_id: str | None) -> None:
         """Append one event outside an ingest (e.g. a refused batch), in its own transaction."""
@@ -257,6 +269,13 @@ class Catalog:
         if unknown:
             raise UsageError(f"No AIP with id {', '.join(unknown)}.", hint="List AIPs with `preserve aips list`.")
 
+    def aip_row(self, aip_id: str) -> dict[str, Any] | None:
+        """The AIP row alone (no files or events): {id, fileCode, version, path, tagmanifest_sha256}; or None."""
+        with read_session(self.engine) as s:
+            row = s.get(AipRecord, aip_id)
+            return None if row is None else {"id": row.id, "fileCode": row.file_code, "version": row.version,
+                                             "path": row.path, "tagmanifest_sha256": row.tagmanifest_sha256}
+
     def file_digests(self, aip_id: str) -> dict[str, dict[str, Any]]:
         """The payload files of one AIP version as the catalog recorded them: {"data/<path>": {size, sha256,
         sha512}} (what an audit compares a replica with, besides the bag's own manifests)."""
@@ -341,6 +360,12 @@ class Catalog:
                 return
             yield from out
             last = out[-1]["seq"]
+
+    def export_access(self) -> dict[str, list[dict[str, Any]]]:
+        """Users, grants and access requests as plain rows (they are in no AIP: the off-site backup carries them)."""
+        from .transfer import export_access
+
+        return export_access(self.engine)
 
     def chain_head(self) -> dict[str, Any]:
         """The last event's seq and hash: anchor it elsewhere to make a rewrite of the whole log detectable."""

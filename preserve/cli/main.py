@@ -329,6 +329,7 @@ def recover(repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
 from . import access as _access  # noqa: E402
 from . import alerts as _alerts  # noqa: E402
 from . import fixity as _fixity  # noqa: E402
+from . import recovery as _recovery  # noqa: E402
 from . import scheduler as _scheduler  # noqa: E402
 from . import storage as _storage  # noqa: E402
 from . import users as _users  # noqa: E402
@@ -339,6 +340,7 @@ _alerts.register(app)
 _scheduler.register(app)
 _users.register(app)
 _access.register(app)
+_recovery.register(app)
 
 
 def main() -> None:

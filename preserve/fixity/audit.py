@@ -232,10 +232,10 @@ class Auditor:
                                        {"aip": row["aip"], "tier": row["tier"], "path": ""})])
             self._record(row, "missing", verdict, seconds, result)
             return
-        verdict = judge(exp, row["tier"], got, self._verify_signature)
+        verdict = judge(exp, row["tier"], got, self.verify_signature)
         self._record(row, "intact" if verdict.intact else "damaged", verdict, seconds, result)
 
-    def _verify_signature(self, data: bytes, signature: bytes):
+    def verify_signature(self, data: bytes, signature: bytes):
         """Intact, and made with one of this repository's certificates (current or retired).
 
         `openssl cms -verify` costs about 17 ms of CPU, as much as hashing 20 MiB. The bytes are re-read from

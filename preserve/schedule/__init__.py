@@ -9,7 +9,8 @@ Jobs (stable ids; derived at every start from the storage policy and preserve.to
     offsite-backup  repo.offsite_backup()          only when the policy has a restic tier
     offsite-check   repo.offsite_check()           only when the policy has a restic tier
     capacity        repo.tiers_status(): reachable, free space, missing AIPs (it alerts itself)
-    restore-drill   reserved for the monthly restore drill (a later issue); `restore_drill` must stay "off"
+    restore-drill   repo.drill(sample=restore_drill_sample): a random sample restored from the off-site tier
+                    into scratch space and verified; a failed drill alerts (E-DRILL-FAILED)
 
 preserve.toml (every key optional; the defaults shown):
 
@@ -20,7 +21,8 @@ preserve.toml (every key optional; the defaults shown):
     offsite_backup = "cron: 0 23 * * *"
     offsite_check = "auto"             # interval = the restic tier's audit_interval / check_parts (180d/12 = 15d)
     capacity = "interval: 6h"
-    restore_drill = "off"              # reserved
+    restore_drill = "cron: 0 3 1 * *"  # monthly, 03:00 on the 1st
+    restore_drill_sample = 5
     misfire_grace = "1h"               # a run that cannot start within this of its time is missed (alert)
     timezone = ""                      # empty: [repository] timezone (+07:00); or "Asia/Ho_Chi_Minh"
 

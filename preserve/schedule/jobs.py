@@ -138,11 +138,18 @@ def capacity_job(repo: Any, spec: JobSpec) -> tuple[bool, str]:
     return True, f"{len(rows)} tầng bình thường / {len(rows)} tier(s) fine"
 
 
+def restore_drill_job(repo: Any, spec: JobSpec) -> tuple[bool, str]:
+    d = repo.drill(sample=spec.sample)
+    good = sum(1 for a in d["aips"] if a["status"] == "restored")
+    return bool(d["ok"]), (f"{d['tier']}: khôi phục và kiểm tra {good}/{d['sample']} AIP / restored and verified "
+                           f"{good} of {d['sample']} AIP(s), {d['seconds']} s")
+
+
 RUNNERS: dict[str, Callable[[Any, JobSpec], tuple[bool, str]]] = {
     "audit": audit_job,
     "replicate": replicate_job,
     "offsite-backup": offsite_backup_job,
     "offsite-check": offsite_check_job,
     "capacity": capacity_job,
-    # "restore-drill": restore_drill_job,  — the monthly restore drill (a later issue); see plan.make_plan
+    "restore-drill": restore_drill_job,
 }

@@ -19,14 +19,15 @@ from ..findings import Finding, bilingual
 from ..policy import Policy, parse_duration
 
 SECTION = "scheduler"
-DEFAULTS: dict[str, str] = {
+DEFAULTS: dict[str, Any] = {
     "audit": "cron: 0 1 * * *",          # each copy tier's due audit, nightly at 01:00
     "audit_window": "5h",                # the audit stops starting replicas after this; the next night resumes
     "replicate": "interval: 1h",         # catch up under-replicated AIPs
     "offsite_backup": "cron: 0 23 * * *",  # only when the policy has a restic tier
     "offsite_check": "auto",             # every audit_interval / check_parts of the restic tier
     "capacity": "interval: 6h",          # tiers status: reachable, free space, missing AIPs
-    "restore_drill": "off",              # reserved: the monthly restore drill (a later issue)
+    "restore_drill": "cron: 0 3 1 * *",  # the restore drill: a sample from the off-site tier, monthly
+    "restore_drill_sample": 5,           # AIPs per drill
     "misfire_grace": "1h",               # a run later than this is missed (alert), not run late
     "timezone": "",                      # empty: [repository] timezone
 }
@@ -49,6 +50,7 @@ class JobSpec:
     tz_name: str
     tier: str | None = None
     window: timedelta | None = None
+    sample: int | None = None      # restore-drill: AIPs per drill
 
     @property
     def fingerprint(self) -> str:
@@ -230,11 +232,13 @@ def make_plan(data: dict[str, Any], policy: Policy, tiers: dict[str, dict[str, A
         spec = _offsite_check_job(rd, policy, restic, get("offsite_check"), tz, str(tz_name))
         if spec is not None:
             jobs.append(spec)
-    # The restore drill (monthly: restore a sample of AIPs from each tier and verify them) is a later issue:
-    # its job goes here as kind "restore-drill", id "restore-drill", with `restore_drill` as its trigger.
-    if get("restore_drill") != "off":
-        rd.bad("E-SCHED-VALUE", "restore_drill", get("restore_drill"),
-               "the restore drill is not available yet in this version; leave it \"off\"")
+    trig = rd.trigger("restore_drill", get("restore_drill"), tz)
+    sample = get("restore_drill_sample")
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        rd.bad("E-SCHED-VALUE", "restore_drill_sample", sample, "a whole number of AIPs, at least 1")
+        sample = DEFAULTS["restore_drill_sample"]
+    if trig is not None:
+        jobs.append(JobSpec("restore-drill", "restore-drill", trig[0], trig[1], str(tz_name), sample=int(sample)))
     return Plan(jobs, tz, str(tz_name), grace, rd.findings)
 
 

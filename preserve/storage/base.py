@@ -55,9 +55,11 @@ class FileDigest:
 
 
 def hash_keeping(stream: BinaryIO, algorithms: Iterable[str], keep: bool, chunk_size: int | None = None,
-                 on_read: Callable[[int], None] | None = None) -> tuple[int, dict[str, str], bytes | None]:
+                 on_read: Callable[[int], None] | None = None, sink: BinaryIO | None = None
+                 ) -> tuple[int, dict[str, str], bytes | None]:
     """Hash a stream in one pass; with `keep`, also return its bytes (up to KEEP_MAX, else None).
-    `on_read(n)` is told of every read (an I/O budget)."""
+    `on_read(n)` is told of every read (an I/O budget); `sink` gets every byte written to it (a copy hashed
+    while it is made)."""
     from ..digest import CHUNK, MultiHasher
 
     mh = MultiHasher(algorithms)
@@ -75,6 +77,8 @@ def hash_keeping(stream: BinaryIO, algorithms: Iterable[str], keep: bool, chunk_
         if not n:
             break
         mh.update(chunk)
+        if sink is not None:
+            sink.write(chunk)
         if kept is not None:
             kept += chunk
             if len(kept) > KEEP_MAX:
@@ -174,6 +178,29 @@ class Tier(ABC):
             target = Path(dest) / info.path
             target.parent.mkdir(parents=True, exist_ok=True)
             self.get(info.path, target)
+
+    def fetch_tree(self, rel: str, dest: Path, algorithms: Iterable[str] = ("sha256",),
+                   keep: Callable[[str], bool] | None = None) -> list[FileDigest]:
+        """Copy the tree at rel into the local folder dest (dest/<path in the tree>), hashing every file as it is
+        written: the digests are those of the bytes now on local disk, from one read of the tier. `dest` must
+        not hold the files yet. Paths in the result are relative to the tree, as in read_tree."""
+        rel = clean_rel(rel)
+        out = []
+        for info in self.list(rel):
+            name = info.path[len(rel) + 1:] if rel else info.path
+            out.append(self._fetch_one(self.open(info.path), name, Path(dest), tuple(algorithms), keep))
+        if not out:
+            raise FileNotFoundError(f"{self.name}:{rel}")
+        return out
+
+    @staticmethod
+    def _fetch_one(src: BinaryIO, name: str, dest: Path, algorithms: tuple[str, ...],
+                   keep: Callable[[str], bool] | None) -> FileDigest:
+        target = dest / clean_rel(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with src, open(target, "xb") as out:
+            size, digests, content = hash_keeping(src, algorithms, bool(keep and keep(name)), sink=out)
+        return FileDigest(name, size, digests, content)
 
     def read_tree(self, rel: str, algorithms: Iterable[str] = ("sha256",),
                   keep: Callable[[str], bool] | None = None) -> Iterator[FileDigest]:

@@ -243,8 +243,19 @@ class ResticTier(Tier):
             raise FileNotFoundError(rel)
         return self._read_snapshot_tree(found[1]["id"], rel, tuple(algorithms), keep)
 
+    def fetch_tree(self, rel: str, dest: Path, algorithms: Iterable[str] = ("sha256",),
+                   keep: Callable[[str], bool] | None = None) -> list[FileDigest]:
+        """One `restic dump` of the tree, each member written to dest while it is hashed: a restore needs room
+        for this one tree only, never a second copy of the repository."""
+        rel = clean_rel(rel)
+        found = self._containing(rel)
+        if found is None:
+            raise FileNotFoundError(rel)
+        return list(self._read_snapshot_tree(found[1]["id"], rel, tuple(algorithms), keep, Path(dest)))
+
     def _read_snapshot_tree(self, snap_id: str, rel: str, algorithms: tuple[str, ...],
-                            keep: Callable[[str], bool] | None = None) -> Iterator[FileDigest]:
+                            keep: Callable[[str], bool] | None = None, dest: Path | None = None
+                            ) -> Iterator[FileDigest]:
         with self.restic.dump(snap_id, "/" + rel) as stream:
             try:
                 with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -253,6 +264,9 @@ class ResticTier(Tier):
                             f = tar.extractfile(member)
                             assert f is not None
                             name = _member_path(member.name, rel)
+                            if dest is not None:
+                                yield self._fetch_one(f, name, dest, algorithms, keep)
+                                continue
                             size, digests, content = hash_keeping(f, algorithms, bool(keep and keep(name)))
                             yield FileDigest(name, size, digests, content)
                 while stream.read(CHUNK):  # the rest (tar padding); at its end restic's exit status is checked

@@ -113,6 +113,17 @@ def test_exists_stat_list_open_get(tier, tmp_path):
     assert (tmp_path / "big.bin").read_bytes() == files["data/big.bin"]
 
 
+def test_fetch_tree_copies_and_hashes_in_one_read(tier, tmp_path):
+    files = write_tree(tmp_path / "src", REL, tree_files())
+    tier.put_tree(tmp_path / "src", REL)
+    got = tier.fetch_tree(REL, tmp_path / "out", ("sha256", "sha512"), keep=lambda n: "/" not in n)
+    assert {d.path: (d.size, d.digests["sha256"]) for d in got} == {n: (len(b), sha(b)) for n, b in files.items()}
+    assert all((tmp_path / "out" / n).read_bytes() == b for n, b in files.items())
+    assert all((d.content is not None) == ("/" not in d.path) for d in got)
+    with pytest.raises(FileNotFoundError):
+        tier.fetch_tree("aips/00/00/uuid-none/v1", tmp_path / "none")
+
+
 def test_read_tree_of_a_missing_tree_is_file_not_found(tier):
     with pytest.raises(FileNotFoundError):
         list(tier.read_tree("aips/00/00/uuid-none/v1"))

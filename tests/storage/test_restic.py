@@ -115,6 +115,16 @@ def test_put_trees_makes_one_tagged_snapshot_and_reads_it_back(filled):
     assert filled["progress"] == sum(s for r in (T1, T2, T3) for s, _ in source_digests(root / "src", r).values())
 
 
+def test_fetch_tree_writes_one_tree_from_one_dump(filled, tmp_path):
+    root, tier = filled["root"], filled["tier"]
+    got_back = tier.fetch_tree(T1, tmp_path / "out", ("sha256",), keep=lambda n: n == "bagit.txt")
+    assert got(got_back) == source_digests(root / "src", T1) == source_digests(tmp_path / "out", "")
+    assert [d.content is not None for d in got_back].count(True) == (1 if (root / "src" / T1 / "bagit.txt").exists()
+                                                                     else 0)
+    with pytest.raises(FileNotFoundError):
+        tier.fetch_tree("aips/00/00/none/v1", tmp_path / "none")
+
+
 def test_snapshot_holds_relative_paths(filled):
     """restic 0.14, run from the base folder: the tree holds /aips/…; `paths` records the absolute sources."""
     tier = filled["tier"]
