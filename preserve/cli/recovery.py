@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import UsageError
+from ..findings import Finding
 from .common import EXIT_FINDINGS, JsonOpt, RepoOpt, RichProgress, emit_json, handled, open_repo, out
 
 MARK = {"restored": "[green]✓ khôi phục / restored[/]", "present": "[green]✓ đã có / present[/]",
@@ -44,6 +45,10 @@ def print_rebuild(d: dict[str, Any]) -> None:
     for f in d["problems"]:
         style = "yellow" if f["severity"] == "warning" else "bold red"
         out.print(f"[{style}]{f['code']}[/] {f['message_vi']}\n    [dim]{f['message_en']}[/]")
+        finding = Finding.from_dict(f)
+        for lang in ("vi", "en"):
+            if finding.hint(lang):
+                out.print(f"    → {finding.hint(lang)}")
     out.print("  → Tiếp theo / next: [bold]preserve replicate[/] then [bold]preserve audit --all[/] (the scans are "
               "verified there)")
 

@@ -129,6 +129,11 @@ class Restorer:
             row["detail"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         finally:
             shutil.rmtree(base, ignore_errors=True)
+            if self.to is not None:
+                try:
+                    base.parent.rmdir()  # .preserve-restore, when no other restore is using it
+                except OSError:
+                    pass
         self._record(row, known)
         return row
 
