@@ -20,6 +20,9 @@ def print_restore(d: dict[str, Any]) -> None:
         out.print(f"{MARK[a['status']]}  {a['aip']}  [dim]{a['path']}[/]\n    {a['detail']}")
         for f in a["findings"][:10]:
             out.print(f"    [red]{f['code']}[/] {f['message_vi']}\n      [dim]{f['message_en']}[/]")
+        if a.get("problem"):
+            hint = Finding.from_dict(a["problem"])
+            out.print(f"    [bold red]{a['problem']['code']}[/] → {hint.hint('vi')}\n      [dim]→ {hint.hint('en')}[/]")
     out.print(f"Khôi phục / restored: {d['restored']}, đã có / present: {d['present']}, lỗi / failed: {d['failed']} "
               f"({d['bytes']:,} bytes) từ / from {d['from']} → {d['into']}")
     if d["failed"]:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from ..aip.model import SOFTWARE_AGENT, Event
 from ..errors import StorageError, UsageError
+from ..findings import Finding
 from ..fixity.verify import ALGORITHMS, Expected, Throttle, hash_local_file, is_tag_file, judge, local_files
 from ..progress import NullProgress
 from ..storage.base import FileDigest, Tier, TierConflict
@@ -134,6 +135,10 @@ class Restorer:
                     base.parent.rmdir()  # .preserve-restore, when no other restore is using it
                 except OSError:
                     pass
+        if row["status"] == "failed":
+            row["problem"] = Finding("E-RESTORE-FAILED", f"{self.source.name}:{rel}", {
+                "aip": exp.aip_id, "tier": self.source.name,
+                "detail": row["detail"] + (f" ({row['findings'][0]['code']} …)" if row["findings"] else "")}).to_dict()
         self._record(row, known)
         return row
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from preserve.errors import UsageError
+from preserve.findings import Finding
 
 PRESERVE = str(Path(sys.executable).parent / "preserve")
 
@@ -56,6 +57,8 @@ def test_a_damaged_source_is_not_restored(stored):
     assert not res.ok
     bad = next(a for a in res.aips if a["aip"] == ids[0])
     assert bad["status"] == "failed" and "E-AUDIT-FILE-CORRUPTED" in {f["code"] for f in bad["findings"]}
+    assert bad["problem"]["code"] == "E-RESTORE-FAILED" and "preserve restore --from" in bad["problem"]["message_en"] \
+        + (Finding.from_dict(bad["problem"]).hint("en") or "")
     assert not (repo.root / "tiers/primary" / info["path"]).exists()  # nothing half-written
     assert [e["outcome"] for e in repo.events(ids[0]) if e["type"] == "recovery"] == ["failure"]
     assert list(repo.settings.staging.glob("restore-*")) == []

@@ -145,8 +145,9 @@ def moto_missing() -> str | None:
 
 @dataclass
 class S3Server:
-    """moto's S3 server in a thread. moto is an emulator of the S3 protocol (not a real object store), good
-    for behaviour; real-S3 differences (consistency, part-size limits, credentials checks) are not tested."""
+    """moto's S3 server in a process of its own (in a thread of the test process it fought the tests for the
+    GIL, and one S3 matrix run took 40 s). moto is an emulator of the S3 protocol (not a real object store),
+    good for behaviour; real-S3 differences (consistency, part-size limits, credentials checks) are not tested."""
 
     host: str = "127.0.0.1"
     access_key: str = "testing"
@@ -154,15 +155,34 @@ class S3Server:
     region: str = "us-east-1"
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
+        import socket
+        import sys
+        import time
 
-        self._server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
-        self._server.start()
-        self.port = self._server.get_host_and_port()[1]
+        with socket.socket() as s:
+            s.bind((self.host, 0))
+            self.port = s.getsockname()[1]
+        self._proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         self.endpoint = f"http://{self.host}:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self._proc.poll() is not None:
+                    raise RuntimeError("moto's S3 server exited at start") from None
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto's S3 server did not answer within 30 s")
 
     def stop(self) -> None:
-        self._server.stop()
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
 
     def client(self) -> Any:
         import boto3
