@@ -38,7 +38,7 @@ def default_settings(organisation: str = DEFAULT_ORGANISATION, offsite: bool = T
             "offsite": {"kind": "restic", "repository": "offsite", "password_file": "keys/restic-password"},
         },
         "policy": {"name": "default"},
-        "alerts": {"email": [], "webhook": "", "log": "alerts.log"},
+        "alerts": {"log": "alerts.log"},  # add [alerts.mail] and [alerts.webhook] tables (docs/operations.md)
         "keys": {"signing_key": "keys/signing-key.pem", "signing_cert": "keys/signing-cert.pem"},
         "access": {"request_days": 30, "max_days": 365},
         "limits": {"zip_max_bytes": 200 * 2**30, "zip_max_ratio": 200, "zip_max_entries": 200000},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import uuid
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,27 @@ class Repository:
                              hint="Create its base folder or bucket on the server, then run `preserve tiers status`.")
         setup()
         tier.check()
-        return {"tier": name, "kind": tier.kind, "location": tier.location}
+        return {"tier": name, "kind": tier.kind, "location": tier.location, "missing": self._reconcile_tier(name)}
+
+    def _reconcile_tier(self, name: str) -> int:
+        """The copies the catalog holds as good on a tier just set up, that are not on it (a disk replaced, an
+        off-site repository started anew): marked missing, so that `preserve replicate` writes them again."""
+        from .aip.model import SOFTWARE_AGENT, Event
+
+        tier = self.tier(name)
+        held = tier.aip_paths()
+        gone = 0
+        for r in self.catalog.replicas(tier=name):
+            row = self.catalog.aip_row(r["aip"])
+            if r["status"] != "ok" or row is None or row["path"] in held:
+                continue
+            detail = (f"tier '{name}' was set up again (preserve tiers init) and does not hold this copy: marked "
+                      "missing, for preserve replicate to write it again")
+            ev = Event(f"uuid-{uuid.uuid4()}", "fixity check", self.now(), "failure", detail, [SOFTWARE_AGENT],
+                       [r["aip"]])
+            self.catalog.set_replica(r["aip"], name, r["path"], "missing", None, [ev], detail=detail)
+            gone += 1
+        return gone
 
     def tiers(self) -> dict[str, Any]:
         return {name: self.tier(name) for name in self.settings.tiers}

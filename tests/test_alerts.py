@@ -422,3 +422,18 @@ def test_cli_alerts_test_and_list(repo_with_alerts, smtp, hook):
     assert p.returncode == 0 and "W-ALERT-CHANNEL-FAILED" in p.stdout
     p = run("alerts", "test", "--repo", root / "nowhere")
     assert p.returncode == 2 and "preserve init" in p.stderr
+
+
+def test_a_new_repository_takes_alert_tables_as_the_docs_show(tmp_path):
+    """`init` writes no bare `email`/`webhook` keys, so adding the documented tables keeps preserve.toml valid."""
+    from preserve.config import Settings
+    from preserve.repository import Repository
+
+    r = Repository.init(tmp_path / "r", offsite=False)
+    r.close()
+    with open(tmp_path / "r" / "preserve.toml", "a", encoding="utf-8") as f:
+        f.write('\n[alerts.webhook]\nurl = "http://127.0.0.1:9/hook"\n\n[alerts.mail]\nhost = "127.0.0.1"\n'
+                'from = "preserve@example.org"\nto = ["luutru@example.org"]\n')
+    s = Settings.load(tmp_path / "r")
+    assert s.data["alerts"]["webhook"]["url"] == "http://127.0.0.1:9/hook"
+    assert s.data["alerts"]["mail"]["to"] == ["luutru@example.org"]

@@ -251,3 +251,22 @@ def test_replicate_usage_errors_exit_2(repo, batch):
             repo.replicate()
         p = run("replicate", "--repo", repo.root)
         assert p.returncode == 2 and "Another replication" in p.stderr
+
+
+def test_a_replaced_disk_is_filled_again_after_tiers_init(repo, batch):
+    """The secondary disk dies and a new, empty one is mounted: `tiers init` marks the copies the catalog had
+    there as missing, and `replicate` writes them again."""
+    ids = [a["id"] for a in repo.ingest(batch).aips]
+    sec = repo.root / "tiers/secondary"
+    before = sorted(p.relative_to(sec).as_posix() for p in (sec / "aips").rglob("*") if p.is_file())
+    shutil.rmtree(sec)
+    sec.mkdir()  # the new disk's mount point: empty, no marker
+    p = run("tiers", "init", "secondary", "--repo", repo.root, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["missing"] == 2
+    assert {replicas(repo, a)["secondary"]["status"] for a in ids} == {"missing"}
+    res = repo.replicate()
+    assert res.ok and len([c for c in res.copies if c["tier"] == "secondary"]) == 2
+    assert sorted(p.relative_to(sec).as_posix() for p in (sec / "aips").rglob("*") if p.is_file()) == before
+    assert {replicas(repo, a)["secondary"]["status"] for a in ids} == {"ok"}
+    assert json.loads(run("tiers", "init", "secondary", "--repo", repo.root, "--json").stdout)["missing"] == 0

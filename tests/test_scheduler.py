@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from preserve.alerts import read_alerts
+from preserve.alerts import Alerter, read_alerts
 from preserve.cli import scheduler as scheduler_cli
 from preserve.cli.main import app
 from preserve.config import default_settings
@@ -314,6 +314,7 @@ def test_failing_jobs_are_recorded_alerted_and_fail_status(tmp_path):
     Repository.init(root, offsite=True).close()
     make_due(root, "offsite-check")
     make_due(root, "capacity")
+    password = (root / "keys/restic-password").read_text()
     (root / "keys/restic-password").write_text("not the password\n")
     (root / "tiers/secondary").rename(root / "secondary-unplugged")
     code, out = cli("scheduler", "run", "--once", "--json", "--repo", str(root))
@@ -329,6 +330,19 @@ def test_failing_jobs_are_recorded_alerted_and_fail_status(tmp_path):
         "offsite-check": "failed", "capacity": "findings"}
     code, text = cli("scheduler", "status", "--repo", str(root))
     assert code == 1 and "failed" in text and "offsite-check" in text
+    # once the causes are fixed, each job's next clean run closes its problems
+    (root / "secondary-unplugged").rename(root / "tiers/secondary")
+    (root / "keys/restic-password").write_text(password)
+    make_due(root, "capacity")
+    assert cli("scheduler", "run", "--once", "--repo", str(root))[0] == 0
+    with Repository.open(root) as r:
+        open_now = {(p["code"], p["where"]) for p in Alerter.for_settings(r.settings).open_problems()}
+    assert ("W-SCHED-JOB-FINDINGS", "capacity") not in open_now and ("E-SCHED-JOB-FAILED", "offsite-check") in open_now
+    make_due(root, "offsite-check")
+    assert cli("scheduler", "run", "--once", "--repo", str(root))[0] == 0
+    with Repository.open(root) as r:
+        assert not {p["code"] for p in Alerter.for_settings(r.settings).open_problems()} & {
+            "E-SCHED-JOB-FAILED", "W-SCHED-JOB-FINDINGS"}
 
     # something a job does not expect (here preserve.toml broken after the scheduler read it) reaches the
     # run log and a person through APScheduler's error event

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
+from rich.markup import escape
 
 from .common import EXIT_FINDINGS, JsonOpt, RepoOpt, RichProgress, emit_json, err, handled, open_repo, out
 
@@ -26,13 +27,14 @@ def refusals(json_: bool) -> Iterator[None]:
         f = e.finding
         if json_:
             req = e.request or {}
-            emit_json({"id": req.get("id"), "status": "refused", "reason": f"{f.code}: {f.message_vi} / "
-                       f"{f.message_en}", "code": f.code, "request": req or None})
+            emit_json({"id": req.get("id"), "status": "refused", "reason": f"{f.code}: {escape(f.message_vi)} / "
+                       f"{escape(f.message_en)}", "code": f.code, "request": req or None})
         else:
-            err.print(f"[bold red]Bị từ chối / Refused:[/] {f.code}\n    {f.message_vi}\n    [dim]{f.message_en}[/]")
+            err.print(f"[bold red]Bị từ chối / Refused:[/] {f.code}\n    {escape(f.message_vi)}\n"
+                      f"    [dim]{escape(f.message_en)}[/]")
             for lang in ("vi", "en"):
                 if f.hint(lang):
-                    err.print(f"    → {f.hint(lang)}")
+                    err.print(f"    → {escape(f.hint(lang))}")
         raise typer.Exit(EXIT_FINDINGS)
 
 
@@ -40,7 +42,7 @@ def print_request(q: dict[str, Any]) -> None:
     out.print(f"[bold]{q['id']}[/]  {STATUS_TEXT.get(q['status'], q['status'])}  {q['user']} → "
               f"{q['target']['kind']} {q['target']['code']}  ({q['level']})")
     out.print(f"    mục đích / purpose: {q['purpose']}")
-    out.print(f"    {q['reason']}")
+    out.print(f"    {escape(q['reason'])}")
     if q.get("decidedBy") and q["decidedBy"] != "rules":
         out.print(f"    quyết định / decided by {q['decidedBy']} {q['decidedAt']}")
     out.print(f"    hạn / valid until: {q['expires']}; bản sao đã cấp / copies made: {q['copies']}")
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
         if json_:
             emit_json(res)
         else:
-            out.print(f"[bold]{res['id']}[/]  {STATUS_TEXT[res['status']]}\n    {res['reason']}")
+            out.print(f"[bold]{res['id']}[/]  {STATUS_TEXT[res['status']]}\n    {escape(res['reason'])}")
             if res["status"] == "approved":
                 out.print(f"    → preserve access make {res['id']} --out DIR")
             elif res["status"] == "pending":
@@ -150,6 +152,6 @@ def register(app: typer.Typer) -> None:
         style = {"failure": "bold red", "pending": "yellow", "success": "green"}
         for e in rows:
             out.print(f"[dim]{e['datetime']}[/] [{style.get(e['outcome'], '')}]{e['type']}[/] "
-                      f"{e['request'] or ''} {', '.join(e['users'])}\n    {e['detail']}")
+                      f"{e['request'] or ''} {', '.join(e['users'])}\n    {escape(e['detail'])}")
         if not rows:
             out.print("Nhật ký khai thác trống / the access log is empty.")

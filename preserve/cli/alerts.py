@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from .common import EXIT_FINDINGS, EXIT_OK, JsonOpt, RepoOpt, SEVERITY_STYLE, emit_json, handled, out
 
@@ -22,7 +23,7 @@ def print_test(results: list[dict[str, Any]]) -> None:
         if r["ok"]:
             out.print(f"[green]✓ đã gửi / delivered[/] {r['channel']}  [dim]{r['target']}[/]")
         else:
-            out.print(f"[bold red]✗ lỗi / failed[/] {r['channel']}  [dim]{r['target']}[/]\n    {r['error']}\n"
+            out.print(f"[bold red]✗ lỗi / failed[/] {r['channel']}  [dim]{r['target']}[/]\n    {escape(r['error'])}\n"
                       f"    → Kiểm tra {r['check_vi']}\n    [dim]→ Check {r['check_en']}[/]")
     if not any(r["channel"] in ("mail", "webhook") for r in results):
         out.print("  Chưa cấu hình thư hay webhook: chỉ ghi nhật ký cảnh báo / no mail or webhook configured: only "
@@ -36,9 +37,9 @@ def print_log(rows: list[dict[str, Any]]) -> None:
         place = " ".join(x for x in (a.get("tier"), a.get("aip")) if x)
         out.print(f"[dim]{a.get('at', '')}[/] [{style}]{a.get('code', '?')}[/] {a.get('kind', 'alert')}  "
                   f"[bold]{place or a.get('where', '')}[/]")
-        out.print(f"    {a.get('message_vi', '')}\n    [dim]{a.get('message_en', '')}[/]")
+        out.print(f"    {escape(a.get('message_vi', ''))}\n    [dim]{escape(a.get('message_en', ''))}[/]")
         if a.get("kind") == "delivery-failed" and a.get("hint_vi"):
-            out.print(f"    → {a['hint_vi']}\n    [dim]→ {a.get('hint_en', '')}[/]")
+            out.print(f"    → {escape(a['hint_vi'])}\n    [dim]→ {escape(a.get('hint_en', ''))}[/]")
     if not rows:
         out.print("Chưa có cảnh báo / no alerts.")
 
@@ -51,7 +52,7 @@ def print_open(rows: list[dict[str, Any]]) -> None:
         failed = ", ".join(sorted(p.get("failed", {})))
         out.print(f"[{style}]{p['code']}[/]  [bold]{place or p['where']}[/]  từ / since {p['first_seen']}, "
                   f"{p['count']} lần / times, gần nhất / last {p['last_seen']}")
-        out.print(f"    {p['message_vi']}\n    [dim]{p['message_en']}[/]")
+        out.print(f"    {escape(p['message_vi'])}\n    [dim]{escape(p['message_en'])}[/]")
         out.print(f"    [dim]đã gửi / sent: {sent}[/]" + (f"  [red]lỗi gửi / failed: {failed}[/]" if failed else ""))
     if not rows:
         out.print("[green]Không có sự cố đang mở / no open problems.[/]")

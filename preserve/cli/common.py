@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 
@@ -35,7 +36,7 @@ def emit_json(data: Any) -> None:
 
 
 def fail(e: PreserveError) -> None:
-    err.print(f"[bold red]Lỗi / Error:[/] {e}")
+    err.print(f"[bold red]Lỗi / Error:[/] {escape(str(e))}")  # messages name [tiers.x], [alerts]…: not markup
     raise typer.Exit(e.exit_code)
 
 
@@ -50,7 +51,8 @@ def handled() -> Iterator[None]:
         err.print("[red]Interrupted / Đã dừng.[/] Nothing half-written is visible; run the command again.")
         raise typer.Exit(EXIT_ERROR)
     except OSError as e:
-        err.print(f"[bold red]Lỗi hệ thống / System error:[/] {e}\n  → Check the path, free space and permissions.")
+        err.print(f"[bold red]Lỗi hệ thống / System error:[/] {escape(str(e))}\n  → Check the path, free space and "
+                  "permissions.")
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -98,9 +100,9 @@ def print_findings(findings: list[dict], limit: int | None = None) -> None:
     mark = {"error": "✗", "warning": "!", "info": "·"}
     for f in findings[:limit]:
         style = SEVERITY_STYLE.get(f["severity"], "")
-        out.print(f"[{style}]{mark.get(f['severity'], '-')} {f['code']}[/]  [bold]{f['where']}[/]")
-        out.print(f"    {f['message_vi']}")
-        out.print(f"    [dim]{f['message_en']}[/]")
+        out.print(f"[{style}]{mark.get(f['severity'], '-')} {f['code']}[/]  [bold]{escape(f['where'])}[/]")
+        out.print(f"    {escape(f['message_vi'])}")
+        out.print(f"    [dim]{escape(f['message_en'])}[/]")
     if limit is not None and len(findings) > limit:
         out.print(f"… {len(findings) - limit} more / còn nữa; use --json for all.")
 

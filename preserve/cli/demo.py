@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from rich.markup import escape
+
 from .common import RichProgress, emit_json, out, print_findings
 
 
@@ -113,7 +115,7 @@ def _access_demo(repo, repo_dir: Path, aips: list[dict], say) -> dict:
     doc = repo.show_aip(plain["id"])["documents"][0]["docCode"]
     say(f"[bold]10. Khai thác / access[/]: người đọc bandoc (Nguyễn Thị Hòa) yêu cầu bản sao tài liệu {doc}")
     res = reqs.request("bandoc", "Nghiên cứu lịch sử Đảng bộ tỉnh", doc=doc)
-    say(f"   {res['id']}: {res['status']} — {res['reason']}")
+    say(f"   {res['id']}: {res['status']} — {escape(res['reason'])}")
     if res["status"] == "pending":
         reqs.approve(res["id"], "luutru", "Đúng mục đích nghiên cứu, đã xác minh thẻ người đọc")
         say("   lưu trữ viên luutru duyệt / approved by the archivist luutru")
@@ -124,7 +126,7 @@ def _access_demo(repo, repo_dir: Path, aips: list[dict], say) -> dict:
     refused = None
     if secret is not None:
         refused = reqs.request("bandoc", "Tra cứu", dossier=secret["fileCode"])
-        say(f"   {refused['id']}: {refused['status']} — {refused['reason']}")
+        say(f"   {refused['id']}: {refused['status']} — {escape(refused['reason'])}")
     return {"request": res["id"], "status": reqs.get(res["id"])["status"], "zip": dip["zip"], "pages": dip["pages"],
             "watermark": dip["watermark"], "refused": refused}
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .common import EXIT_FINDINGS, EXIT_OK, EXIT_ERROR, JsonOpt, RepoOpt, RichProgress, emit_json, handled, out
 
@@ -38,10 +39,10 @@ def print_audit(data: dict) -> None:
     for a in data["problems"]:
         out.print(f"[bold red]✗[/] {a['fileCode']} ({a['aip']}) on {a['tier']}: {a['outcome']}")
         for f in a["findings"][:20]:
-            out.print(f"    [red]{f['code']}[/] {f['message_vi']}\n      [dim]{f['message_en']}[/]")
+            out.print(f"    [red]{f['code']}[/] {escape(f['message_vi'])}\n      [dim]{escape(f['message_en'])}[/]")
         out.print(f"    → [bold]preserve repair --aip {a['aip']} --tier {a['tier']}[/]")
     for u in data["unreachable"]:
-        out.print(f"[bold red]KHÔNG KẾT NỐI ĐƯỢC / UNREACHABLE[/] {u['tier']}: {u['reason']}")
+        out.print(f"[bold red]KHÔNG KẾT NỐI ĐƯỢC / UNREACHABLE[/] {u['tier']}: {escape(u['reason'])}")
     for c in data["offsite_checks"]:
         out.print(f"{c['tier']}: restic check --read-data-subset {c['subset']}: "
                   + ("[green]ok[/]" if c["ok"] else "[bold red]ERRORS[/]"))
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
         else:
             for x in data["repairs"]:
                 mark = "[green]✓[/]" if x["status"] == "repaired" else "[bold red]✗[/]"
-                out.print(f"{mark} {x['fileCode']} ({x['aip']}) on {x['tier']}: {x['status']}  [dim]{x['detail']}[/]")
+                out.print(f"{mark} {x['fileCode']} ({x['aip']}) on {x['tier']}: {x['status']}  [dim]{escape(x['detail'])}[/]")
             out.print(f"Đã sửa / repaired: {data['repaired']}, lỗi / failed: {data['failed']}, "
                       f"không có bản tốt / no good copy: {data['no-source']}"
                       + ("" if data["repairs"] else " — nothing to repair / không có gì cần sửa"))

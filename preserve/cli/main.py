@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .. import __version__
 from .common import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, JsonOpt, RepoOpt, RichProgress, emit_json, err, handled,
@@ -173,7 +174,7 @@ def aips_show(aip_id: str = typer.Argument(..., help="AIP id (uuid-…)"), repo:
         out.print(f"  replica {rep['tier']}: {rep['status']} (last checked / kiểm tra lần cuối "
                   f"{rep.get('last_verified') or '-'})")
     for e in info.get("events", []):
-        out.print(f"  {e['datetime']}  {e['type']:<28} {e['outcome']:<8} {e['detail']}")
+        out.print(f"  {e['datetime']}  {e['type']:<28} {e['outcome']:<8} {escape(e['detail'])}")
 
 
 @app.command()
@@ -209,7 +210,7 @@ def events(action: Optional[str] = typer.Argument(None, help="`verify`: only wal
         emit_json({"events": evs, "chain_problems": problems} if verify else evs)
     else:
         for e in evs:
-            out.print(f"{e['datetime']}  {e.get('aip') or '-':<41} {e['type']:<28} {e['outcome']:<8} {e['detail']}")
+            out.print(f"{e['datetime']}  {e.get('aip') or '-':<41} {e['type']:<28} {e['outcome']:<8} {escape(e['detail'])}")
         if verify:
             out.print("[green]Chuỗi sự kiện nguyên vẹn / event chain intact[/]" if not problems else
                       "[bold red]Chuỗi sự kiện bị sửa / event chain broken:[/]\n  " + "\n  ".join(problems))

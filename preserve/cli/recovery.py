@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import UsageError
 from ..findings import Finding
@@ -17,20 +18,21 @@ MARK = {"restored": "[green]✓ khôi phục / restored[/]", "present": "[green]
 
 def print_restore(d: dict[str, Any]) -> None:
     for a in d["aips"]:
-        out.print(f"{MARK[a['status']]}  {a['aip']}  [dim]{a['path']}[/]\n    {a['detail']}")
+        out.print(f"{MARK[a['status']]}  {a['aip']}  [dim]{a['path']}[/]\n    {escape(a['detail'])}")
         for f in a["findings"][:10]:
-            out.print(f"    [red]{f['code']}[/] {f['message_vi']}\n      [dim]{f['message_en']}[/]")
+            out.print(f"    [red]{f['code']}[/] {escape(f['message_vi'])}\n      [dim]{escape(f['message_en'])}[/]")
         if a.get("problem"):
             hint = Finding.from_dict(a["problem"])
-            out.print(f"    [bold red]{a['problem']['code']}[/] → {hint.hint('vi')}\n      [dim]→ {hint.hint('en')}[/]")
+            out.print(f"    [bold red]{a['problem']['code']}[/] → {escape(hint.hint('vi') or '')}\n"
+                      f"      [dim]→ {escape(hint.hint('en') or '')}[/]")
     out.print(f"Khôi phục / restored: {d['restored']}, đã có / present: {d['present']}, lỗi / failed: {d['failed']} "
               f"({d['bytes']:,} bytes) từ / from {d['from']} → {d['into']}")
     if d["failed"]:
         out.print("  → Khôi phục các AIP lỗi từ một tầng khác / restore the failed ones from another tier: "
                   "preserve restore --from OTHER --aip ID ...")
-    elif d["ok"]:
-        out.print("  → Tiếp theo / next: [bold]preserve catalog rebuild --from TIER[/] if the catalog was lost, then "
-                  "[bold]preserve replicate[/] and [bold]preserve audit --all[/]")
+    elif d["ok"] and not all(a["catalog"] for a in d["aips"]):
+        out.print("  → Tiếp theo / next: [bold]preserve catalog rebuild --from TIER[/] (these AIPs are not in the "
+                  "catalog), then [bold]preserve replicate[/] and [bold]preserve audit --all[/]")
 
 
 def print_rebuild(d: dict[str, Any]) -> None:
@@ -47,11 +49,11 @@ def print_rebuild(d: dict[str, Any]) -> None:
         out.print(f"    tầng được tạo lại (trống) / tiers set up again, empty: {', '.join(d['tiers_set_up'])}")
     for f in d["problems"]:
         style = "yellow" if f["severity"] == "warning" else "bold red"
-        out.print(f"[{style}]{f['code']}[/] {f['message_vi']}\n    [dim]{f['message_en']}[/]")
+        out.print(f"[{style}]{f['code']}[/] {escape(f['message_vi'])}\n    [dim]{escape(f['message_en'])}[/]")
         finding = Finding.from_dict(f)
         for lang in ("vi", "en"):
             if finding.hint(lang):
-                out.print(f"    → {finding.hint(lang)}")
+                out.print(f"    → {escape(finding.hint(lang))}")
     out.print("  → Tiếp theo / next: [bold]preserve replicate[/] then [bold]preserve audit --all[/] (the scans are "
               "verified there)")
 
@@ -112,7 +114,8 @@ def register(app: typer.Typer) -> None:
             emit_json(d)
         else:
             for x in d["differences"]:
-                out.print(f"[red]≠[/] {x['where']}\n    {x['a']!r}\n    {x['b']!r}")
+                out.print(f"[red]≠[/] {escape(x['where'])}\n    --with: {escape(repr(x['a']))}\n"
+                          f"    this:   {escape(repr(x['b']))}")
             added = ", ".join(f"{t}: {n}" for t, n in sorted(d["added_events"].items())) or "-"
             out.print(("[green]Giống nhau / equal[/]" if d["equal"] else f"[bold red]{d['total']} khác biệt / "
                        "differences[/]") + f"; sự kiện mới hơn / later events: {added}")
@@ -131,12 +134,13 @@ def register(app: typer.Typer) -> None:
             emit_json(d)
         else:
             for a in d["aips"]:
-                out.print(f"{MARK.get(a['status'], a['status'])}  {a['aip']}  {a['bytes']:,} bytes\n    {a['detail']}")
+                out.print(f"{MARK.get(a['status'], a['status'])}  {a['aip']}  {a['bytes']:,} bytes\n"
+                          f"    {escape(a['detail'])}")
             verdict = "[green]ĐẠT / PASSED[/]" if d["ok"] else "[bold red]KHÔNG ĐẠT / FAILED[/]"
             out.print(f"Diễn tập khôi phục / restore drill from {d['tier']}: {verdict}, {d['sample']} of {d['held']} "
                       f"AIP(s), {d['seconds']} s; scratch space removed: {d['cleaned'] if 'cleaned' in d else '-'}")
             if d.get("problem"):
                 p = d["problem"]
-                out.print(f"    [red]{p['code']}[/] {p['message_vi']}\n    [dim]{p['message_en']}[/]")
+                out.print(f"    [red]{p['code']}[/] {escape(p['message_vi'])}\n    [dim]{escape(p['message_en'])}[/]")
         if not d["ok"]:
             raise typer.Exit(EXIT_FINDINGS)

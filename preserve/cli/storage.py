@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..policy import format_bytes
 from .common import EXIT_FINDINGS, EXIT_OK, JsonOpt, RepoOpt, RichProgress, emit_json, handled, out, print_findings
@@ -21,9 +22,9 @@ def _open(repo: Optional[Path]):
 def print_replication(data: dict) -> None:
     for c in data["copies"]:
         mark = "[red]✗[/]" if c["status"] == "failed" else "[green]✓[/]"
-        out.print(f"{mark} {c['fileCode']} → {c['tier']}: {c['status']}  [dim]{c['detail']}[/]")
+        out.print(f"{mark} {c['fileCode']} → {c['tier']}: {c['status']}  [dim]{escape(c['detail'])}[/]")
     for a in data["alerts"]:
-        out.print(f"[bold red]CẢNH BÁO / ALERT {a['code']}[/] {a['message_vi']}\n    [dim]{a['message_en']}[/]")
+        out.print(f"[bold red]CẢNH BÁO / ALERT {a['code']}[/] {escape(a['message_vi'])}\n    [dim]{escape(a['message_en'])}[/]")
     under = data["under_replicated"]
     out.print(f"Sao chép / copied: {data['copied']}, nhận lại / adopted: {data['adopted']}, "
               f"lỗi / failed: {data['failed']}; AIP thiếu bản sao / under-replicated: {len(under)}")
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
         t = Table("Tầng / tier", "Loại / kind", "Kết nối / reachable", "AIP", "Bytes", "Còn trống / free",
                   "Thiếu / missing")
         for x in rows:
-            reach = "[green]có / yes[/]" if x["reachable"] else f"[bold red]KHÔNG / NO[/] {x['reason']}"
+            reach = "[green]có / yes[/]" if x["reachable"] else f"[bold red]KHÔNG / NO[/] {escape(x['reason'])}"
             free = format_bytes(x["free"]) + (" [bold red](thấp / low)[/]" if x["low_space"] else "")
             missing = "-" if x["missing"] is None else (f"[red]{x['missing']}[/]" if x["missing"] else "0")
             t.add_row(x["tier"] + ("" if x["copy_tier"] else " (ngoài chính sách / not in policy)"), x["kind"],
@@ -84,8 +85,14 @@ def register(app: typer.Typer) -> None:
         with handled():
             with _open(repo) as r:
                 data = r.init_tier(name)
-        emit_json(data) if json_ else out.print(f"[green]Đã khởi tạo tầng / tier ready:[/] {name} ({data['location']})"
-                                                "\n  next: [bold]preserve replicate[/]")
+        if json_:
+            emit_json(data)
+            return
+        out.print(f"[green]Đã khởi tạo tầng / tier ready:[/] {name} ({data['location']})")
+        if data["missing"]:
+            out.print(f"  {data['missing']} bản sao không còn trên tầng này, đánh dấu thiếu / copies the catalog had "
+                      "there are not on it: marked missing")
+        out.print("  next: [bold]preserve replicate[/]")
 
     offsite_app = typer.Typer(no_args_is_help=True, help="The encrypted off-site copy (restic).")
     app.add_typer(offsite_app, name="offsite")

@@ -22,7 +22,6 @@ import json
 import shutil
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -212,13 +211,15 @@ class Rebuilder:
             result.replicas[name] = n
 
     def _journal(self) -> int:
+        """Append the recovery events of restores made while the catalog knew nothing of their AIPs. The file
+        is kept (a second rebuild needs it too); an event already in the chain is not appended twice."""
         path = self.repo.root / JOURNAL
         if not path.is_file():
             return 0
         cat, n = self.repo.catalog, 0
         for line in _lines(path):
             ev = Event(**{**line["event"], "agents": [tuple(a) for a in line["event"]["agents"]]})
-            if cat.aip_row(line["aip"]) is None:
+            if cat.aip_row(line["aip"]) is None or transfer.known_event_ids(cat.engine, [ev.id]):
                 continue
             if line.get("tier"):
                 cat.set_replica(line["aip"], line["tier"], self.repo.tier(line["tier"]).url(line["path"]), "ok",
@@ -226,7 +227,6 @@ class Rebuilder:
             else:
                 cat.append_event(ev, line["aip"])
             n += 1
-        path.rename(path.with_name(f"{path.name}.imported-{datetime.now():%Y%m%d%H%M%S}"))
         return n
 
 

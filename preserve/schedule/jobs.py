@@ -9,6 +9,7 @@ Anything else propagates to APScheduler, whose EVENT_JOB_ERROR listener (service
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any, Callable
@@ -22,6 +23,11 @@ log = logging.getLogger("preserve.scheduler")
 
 _running: set[str] = set()      # job ids running in this process (a resumed run and its schedule never overlap)
 _running_lock = threading.Lock()
+# Jobs that run restic take turns: `restic check` locks the repository exclusively, so an off-site check, backup,
+# drill, audit or replication meeting another one would fail on the lock instead of waiting its turn.
+_restic_turn = threading.Lock()
+RESTIC_KINDS = frozenset({"offsite-backup", "offsite-check", "restore-drill"})
+SCHED_PROBLEMS = ("E-SCHED-JOB-FAILED", "W-SCHED-JOB-FINDINGS", "W-SCHED-MISSED", "W-SCHED-INTERRUPTED")
 
 
 def run_job(root: str, job_id: str, cause: str = CAUSE_SCHEDULE) -> None:
@@ -51,7 +57,8 @@ def _run(repo: Any, job_id: str, cause: str) -> None:
         if spec is None:
             raise UsageError(f"The job {job_id} is no longer in the schedule (preserve.toml or the policy changed).",
                              hint="Restart the scheduler so that it applies the new schedule.")
-        ok, summary = RUNNERS[spec.kind](repo, spec)
+        with _restic_turn if _uses_restic(repo, spec) else contextlib.nullcontext():
+            ok, summary = RUNNERS[spec.kind](repo, spec)
     except (PreserveError, OSError) as e:
         detail = str(e).split("\n")[0]
         runlog.finish(seq, FAILED, detail)
@@ -62,6 +69,18 @@ def _run(repo: Any, job_id: str, cause: str) -> None:
     log.info("job %s finished: %s: %s", job_id, OK if ok else FINDINGS, summary)
     if not ok:
         alert(repo.alerter(), Finding("W-SCHED-JOB-FINDINGS", job_id, {"job": job_id, "summary": summary}), spec)
+        return
+    resolve = getattr(repo.alerter(), "resolve", None)
+    for code in SCHED_PROBLEMS if resolve is not None else ():  # a clean run closes this job's problems
+        resolve(code, where=job_id)
+
+
+def _uses_restic(repo: Any, spec: JobSpec) -> bool:
+    if spec.kind in RESTIC_KINDS:
+        return True
+    if spec.kind == "audit":
+        return repo.tier(spec.tier).kind == "restic"
+    return spec.kind == "replicate" and any(repo.tier(t).kind == "restic" for t in repo.policy().copy_tiers)
 
 
 def alert(alerter: Any, finding: Finding, spec: JobSpec | None) -> None:

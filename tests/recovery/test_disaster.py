@@ -1,4 +1,4 @@
-"""The full disaster, as an officer would live it, with the commands of the runbook (docs/operations.md §9):
+"""The full disaster, as an officer would live it, with the commands of the runbook (docs/operations.md §4):
 
 1. init, ingest a sample, replicate, back up off-site;
 2. the server room floods: both local tiers and the catalog are gone;
