@@ -293,7 +293,7 @@ class Alerter:
 
     # ------------------------------------------------------------------ plumbing
     def _now(self) -> str:
-        from .ingest import now_iso
+        from .clock import now_iso
 
         return now_iso(self.timezone)
 

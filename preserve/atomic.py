@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+JOURNAL_SUFFIX = ".publish"  # an ingest's publish journal in staging/ (ingest.py), undone by recover()
+
 
 def fsync_dir(path: str | os.PathLike) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -21,18 +21,17 @@ import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from .aip.build import BuildRefused, aip_rel_path, build_aip, new_aip_id, verify_staged
 from .aip.model import SOFTWARE_AGENT, Event
-from .atomic import fsync_dir, publish_dir, write_text
+from .atomic import JOURNAL_SUFFIX, fsync_dir, publish_dir, write_text
+from .clock import now_iso
 from .errors import StorageError, UsageError
 from .findings import Finding
 from .sip.validate import Validation
 
-JOURNAL_SUFFIX = ".publish"
 CRASHPOINT_ENV = "PRESERVE_CRASHPOINT"  # fault injection for the crash tests: SIGKILL ourselves at a named point
 
 
@@ -56,13 +55,6 @@ class IngestResult:
         if self.replication is not None:
             d["replication"] = self.replication.to_dict()
         return d
-
-
-def now_iso(tz: str = "+07:00") -> str:
-    sign = -1 if tz.startswith("-") else 1
-    hh, mm = tz.lstrip("+-").split(":")
-    zone = timezone(sign * timedelta(hours=int(hh), minutes=int(mm)))
-    return datetime.now(zone).isoformat(timespec="seconds")
 
 
 @contextmanager

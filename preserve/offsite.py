@@ -36,7 +36,7 @@ def restic_tiers(repo) -> list[str]:
 
 
 def backup(repo, progress=None) -> dict[str, Any]:
-    from .ingest import now_iso
+    from .clock import now_iso
 
     names = restic_tiers(repo)
     for name in names:
@@ -122,7 +122,7 @@ def _save_state(repo, state: dict[str, Any]) -> None:
 
 
 def check(repo, subset: str | None = None) -> dict[str, Any]:
-    from .ingest import now_iso
+    from .clock import now_iso
 
     if subset is not None and not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", subset):
         raise UsageError(f"--read-data-subset {subset!r} is not of the form n/t (e.g. 3/12).",

@@ -76,7 +76,7 @@ class Repository:
         """An ingest killed between publishing and registering leaves a journal: undo it before anything reads
         the repository, unless another ingest holds the lock (it recovers itself)."""
         from .errors import StorageError
-        from .ingest import JOURNAL_SUFFIX
+        from .atomic import JOURNAL_SUFFIX
 
         staging = self.settings.staging
         if staging.is_dir() and any(staging.glob(f"*{JOURNAL_SUFFIX}")):
@@ -252,7 +252,7 @@ class Repository:
                   progress: Progress | None = None, wait: bool = False):
         """Copy every AIP (or those named) to each copy tier of the policy (or only `tier`) that lacks a verified
         copy; read each copy back. Idempotent. Returns a ReplicationResult."""
-        from .ingest import now_iso
+        from .clock import now_iso
         from .replication import Replicator, replication_lock
 
         policy = self.policy()
@@ -298,7 +298,7 @@ class Repository:
 
     def _auditor(self, progress: Progress | None = None):
         from .fixity.audit import Auditor
-        from .ingest import now_iso
+        from .clock import now_iso
 
         return Auditor(catalog=self.catalog, policy=self.policy(), tiers=self.tiers(), alerter=self.alerter(),
                        now=lambda: now_iso(self.settings.timezone), trusted_certs=self.trusted_certs(),
@@ -422,7 +422,7 @@ class Repository:
 
     # ------------------------------------------------------------------ access
     def now(self) -> str:
-        from .ingest import now_iso
+        from .clock import now_iso
 
         return now_iso(self.settings.timezone)
 

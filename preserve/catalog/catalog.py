@@ -308,10 +308,13 @@ class Catalog:
         first, then oldest verification first."""
         wanted = None if aip_ids is None else set(aip_ids)
         with read_session(self.engine) as s:
-            rows = s.exec(select(Replica, AipRecord.file_code, AipRecord.path, AipRecord.tagmanifest_sha256)
-                          .join(AipRecord, AipRecord.id == Replica.aip_id)
-                          .where(Replica.tier.in_(list(tiers)),
-                                 Replica.status.in_([REPLICA_OK, REPLICA_DAMAGED, REPLICA_MISSING])))
+            query = (select(Replica, AipRecord.file_code, AipRecord.path, AipRecord.tagmanifest_sha256)
+                     .join(AipRecord, AipRecord.id == Replica.aip_id)
+                     .where(Replica.tier.in_(list(tiers)),
+                            Replica.status.in_([REPLICA_OK, REPLICA_DAMAGED, REPLICA_MISSING])))
+            if wanted is not None and len(wanted) <= _IN_BATCH:  # a few AIPs (a copy, a repair): by index
+                query = query.where(Replica.aip_id.in_(sorted(wanted)))  # type: ignore[attr-defined]
+            rows = s.exec(query)
             out = [{"aip": r.aip_id, "fileCode": fc, "tier": r.tier, "rel": path, "tagmanifest_sha256": tm,
                     "status": r.status, "last_verified": r.verified_at}
                    for r, fc, path, tm in rows if wanted is None or r.aip_id in wanted]

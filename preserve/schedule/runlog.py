@@ -81,7 +81,7 @@ class RunLog:
         create_tables(engine, runs_table)
 
     def _now(self) -> str:
-        from ..ingest import now_iso
+        from ..clock import now_iso
 
         return now_iso(self.tz)
 
