@@ -90,12 +90,55 @@ class Restorer:
         result = RestoreResult(self.source.name, target)
         progress.start(f"Khôi phục / restoring from {self.source.name}", len(rels))
         try:
+            todo = []
             for rel in rels:
-                result.aips.append(self._one(rel))
+                exp, known = self._expected(rel)
+                present = self._present(exp)
+                if present is None:
+                    todo.append((exp, known))
+                    continue
+                result.aips.append({"aip": exp.aip_id, "path": rel, "status": "present", "files": present.files,
+                                    "bytes": present.bytes, "findings": [], "catalog": known,
+                                    "detail": "already there and verified intact; left as it is"})
                 progress.advance(1)
+            for group in self._groups(todo):
+                for row in self._restore_group(group):
+                    result.aips.append(row)
+                    progress.advance(1)
         finally:
             progress.done()
         return result
+
+    def _groups(self, todo: list[tuple[Expected, bool]]) -> list[list[tuple[Expected, bool]]]:
+        """One AIP at a time, except from restic: the AIPs of one snapshot together (one `restic dump`)."""
+        snapshot_of = getattr(self.source, "snapshot_of", None)
+        if snapshot_of is None:
+            return [[item] for item in todo]
+        groups: dict[str | None, list[tuple[Expected, bool]]] = {}
+        for item in todo:
+            groups.setdefault(snapshot_of(item[0].rel), []).append(item)
+        return list(groups.values())
+
+    def _restore_group(self, group: list[tuple[Expected, bool]]) -> list[dict[str, Any]]:
+        base = self._work_dir()
+        try:
+            fetched: dict[str, list[FileDigest]] | None = None
+            if len(group) > 1:
+                try:
+                    fetched = self.source.fetch_trees(self.source.snapshot_of(group[0][0].rel),
+                                                      [e.rel for e, _ in group], base, ALGORITHMS, keep=is_tag_file)
+                except (StorageError, OSError):
+                    shutil.rmtree(base, ignore_errors=True)  # one at a time instead: each says what went wrong
+                    base.mkdir(parents=True)
+                    fetched = None
+            return [self._one(exp, known, base, (fetched or {}).get(exp.rel) or None) for exp, known in group]
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+            if self.to is not None:
+                try:
+                    base.parent.rmdir()  # .preserve-restore, when no other restore is using it
+                except OSError:
+                    pass
 
     # ---------------------------------------------------------------------------------------------------------
     def _expected(self, rel: str) -> tuple[Expected, bool]:
@@ -105,18 +148,14 @@ class Restorer:
             return Expected(aip_id, rel, None, {}), False
         return Expected(aip_id, rel, info["tagmanifest_sha256"] or None, self.catalog.file_digests(aip_id)), True
 
-    def _one(self, rel: str) -> dict[str, Any]:
-        exp, known = self._expected(rel)
+    def _one(self, exp: Expected, known: bool, base: Path, got: list[FileDigest] | None) -> dict[str, Any]:
+        """Verify and publish one AIP, fetched already (`got`, under base/rel) or fetched now."""
+        rel = exp.rel
         row = {"aip": exp.aip_id, "path": rel, "status": "failed", "files": 0, "bytes": 0, "detail": "",
                "findings": [], "catalog": known}
-        present = self._present(exp)
-        if present is not None:
-            row.update(status="present", files=present.files, bytes=present.bytes,
-                       detail="already there and verified intact; left as it is")
-            return row
-        base = self._work_dir()
         try:
-            got = self.source.fetch_tree(rel, base / rel, ALGORITHMS, keep=is_tag_file)
+            if got is None:
+                got = self.source.fetch_tree(rel, base / rel, ALGORITHMS, keep=is_tag_file)
             verdict = judge(exp, self.source.name, got, self.verify_signature)
             row.update(files=verdict.files, bytes=verdict.bytes)
             if not verdict.intact:
@@ -129,12 +168,7 @@ class Restorer:
         except (StorageError, OSError) as e:
             row["detail"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         finally:
-            shutil.rmtree(base, ignore_errors=True)
-            if self.to is not None:
-                try:
-                    base.parent.rmdir()  # .preserve-restore, when no other restore is using it
-                except OSError:
-                    pass
+            shutil.rmtree(base / rel, ignore_errors=True)  # this AIP's scratch copy, as soon as it is done
         if row["status"] == "failed":
             row["problem"] = Finding("E-RESTORE-FAILED", f"{self.source.name}:{rel}", {
                 "aip": exp.aip_id, "tier": self.source.name,
@@ -145,8 +179,8 @@ class Restorer:
     def _what(self, exp: Expected, known: bool, verdict) -> str:
         where = f"tier '{self.into.name}'" if self.into is not None else f"folder {self.to}"
         checks = "manifests, signature" + (" and catalog digests" if known else " (no catalog entry)")
-        return (f"{self.label}: restored from tier '{self.source.name}' into {where}: {verdict.files} files, {verdict.bytes} "
-                f"bytes; {checks} verified")
+        return (f"{self.label}: restored from tier '{self.source.name}' into {where}: {verdict.files} files, "
+                f"{verdict.bytes} bytes; {checks} verified")
 
     def _work_dir(self) -> Path:
         """Scratch space for one AIP: inside the target folder (the final step is a rename), else staging."""

@@ -277,6 +277,41 @@ class ResticTier(Tier):
                 raise StorageError(f"Tier '{self.name}': the tar stream of `restic dump {snap_id} /{rel}` is "
                                    f"damaged ({e}).", hint="Run `preserve offsite check` on this tier.") from None
 
+    def snapshot_of(self, rel: str) -> str | None:
+        """The id of the newest snapshot holding the tree `rel` (None when none does)."""
+        found = self._containing(clean_rel(rel))
+        return found[1]["id"] if found is not None else None
+
+    def fetch_trees(self, snap_id: str, rels: list[str], dest: Path, algorithms: Iterable[str] = ("sha256",),
+                    keep: Callable[[str], bool] | None = None) -> dict[str, list[FileDigest]]:
+        """Every tree of `rels` that snapshot `snap_id` holds, written under dest/<rel> while hashed, from ONE
+        `restic dump <snap> /` (a restore of many AIPs pays restic's key derivation once per snapshot, not once
+        per AIP). Disk use is at most the snapshot's trees asked for."""
+        out: dict[str, list[FileDigest]] = {r: [] for r in rels}
+        prefixes = sorted(rels, key=len, reverse=True)
+        with self.restic.dump(snap_id, "/") as stream:
+            try:
+                with tarfile.open(fileobj=stream, mode="r|") as tar:
+                    for member in tar:
+                        if not member.isfile():
+                            continue
+                        name = member.name.lstrip("/").removeprefix("./")
+                        rel = next((r for r in prefixes if name.startswith(r + "/")), None)
+                        if rel is None:
+                            continue  # another tree of that snapshot: read past, not written
+                        f = tar.extractfile(member)
+                        assert f is not None
+                        out[rel].append(self._fetch_one(f, name[len(rel) + 1:], Path(dest) / rel,
+                                                        tuple(algorithms), keep))
+                while stream.read(CHUNK):
+                    pass
+            except tarfile.TarError as e:
+                while stream.read(CHUNK):
+                    pass
+                raise StorageError(f"Tier '{self.name}': the tar stream of `restic dump {snap_id} /` is damaged "
+                                   f"({e}).", hint="Run `preserve offsite check` on this tier.") from None
+        return out
+
     def _read_snapshot_all(self, snap_id: str, rels: list[str], algorithms: tuple[str, ...]
                            ) -> dict[str, list[FileDigest]]:
         """Every tree of a snapshot that holds exactly `rels`, from ONE `restic dump <snap> /` (each restic run

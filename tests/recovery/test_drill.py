@@ -96,3 +96,23 @@ def test_the_scheduler_runs_the_monthly_drill(repo, batch):
     assert spec is not None and spec.trigger_text == "cron: 0 3 1 * *" and spec.sample == 5
     ok, summary = RUNNERS[spec.kind](repo, spec)
     assert ok and "restored and verified 2 of 2" in summary
+
+
+@needs_restic
+def test_a_restore_from_restic_reads_each_snapshot_once(offsite_repo, tmp_path):
+    """Restic pays its key derivation per run: the AIPs of one snapshot come out of one `restic dump`."""
+    repo = offsite_repo
+    tier = repo.tier("offsite")
+    snapshots = {tier.snapshot_of(r) for r in tier.aip_paths()}
+    dumps = []
+    real_dump = tier.restic.dump
+    tier.restic.dump = lambda snap, path: dumps.append((snap, path)) or real_dump(snap, path)
+    try:
+        res = repo.restore("offsite", to=tmp_path / "out")
+    finally:
+        tier.restic.dump = real_dump
+    assert res.ok and res.to_dict()["restored"] == 3
+    assert sorted(dumps) == sorted((s, "/") for s in snapshots) and len(snapshots) < 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["aips"]
+    for a in res.aips:
+        assert (tmp_path / "out" / a["path"] / "bagit.txt").is_file() and "catalog digests verified" in a["detail"]
