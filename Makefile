@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/preserve demo --repo ./demo-data
 
+# one pytest worker per core; each test file stays on one worker (its module fixtures are built once)
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
 bench: setup
 	$(PY) bench/ingest.py

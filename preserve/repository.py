@@ -341,8 +341,9 @@ class Repository:
                              hint="--into TIER rebuilds a tier; --to DIR writes the AIPs into a plain folder.")
         if into == source:
             raise UsageError(f"--into {into} is the tier restored from.", hint="Restore into another tier.")
+        # the source is not check()-ed first: listing what it holds reaches it anyway (on restic a check would
+        # cost one more restic run, i.e. one more key derivation)
         src = self.tier(source)
-        src.check()
         target = self._restore_target(into) if into is not None else None
         restorer = Restorer(src, self.catalog, self._auditor().verify_signature, self.now, self.settings.staging,
                             self.root / JOURNAL, into=target, to=Path(to).resolve() if to is not None else None,
