@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := restic openssl fonts-dejavu-core poppler-utils openssh-server openssh-client
+APT_PACKAGES := restic openssl fonts-dejavu-core poppler-utils openssh-server openssh-client ocrmypdf tesseract-ocr-vie
 
 .PHONY: setup demo test bench clean
 
