@@ -296,6 +296,11 @@ class Repository:
                     result.unreachable.append({"tier": t, "reason": str(e).split("\n")[0]})
         return result
 
+    def signature_checker(self):
+        """verify(tag manifest bytes, signature bytes) with this repository's trusted certificates, remembered in
+        the catalog as an audit does (restore, rebuild and drills judge copies with it)."""
+        return self._auditor().verify_signature
+
     def _auditor(self, progress: Progress | None = None):
         from .fixity.audit import Auditor
         from .clock import now_iso
@@ -345,7 +350,7 @@ class Repository:
         # cost one more restic run, i.e. one more key derivation)
         src = self.tier(source)
         target = self._restore_target(into) if into is not None else None
-        restorer = Restorer(src, self.catalog, self._auditor().verify_signature, self.now, self.settings.staging,
+        restorer = Restorer(src, self.catalog, self.signature_checker(), self.now, self.settings.staging,
                             self.root / JOURNAL, into=target, to=Path(to).resolve() if to is not None else None,
                             progress=progress)
         rels = restorer.select(aip_ids)
@@ -398,7 +403,7 @@ class Repository:
         from .recovery.rebuild import Rebuilder
 
         lost = self._lost_local_tiers() if self.catalog.counts()["aips"] == 0 else []
-        result = Rebuilder(self, source, self._auditor().verify_signature, progress).run(eventlog)
+        result = Rebuilder(self, source, self.signature_checker(), progress).run(eventlog)
         result.tiers_set_up = lost
         return result
 

@@ -63,7 +63,8 @@ class Users:
 
     def show(self, name: str) -> dict[str, Any]:
         name = self.require(name).name
-        return next(u for u in self.list() if u["name"] == name)
+        with read_session(self.engine) as s:
+            return _public(s.get(UserAccount, name), self._grants(s, [name]).get(name, ()))
 
     def authenticate(self, name: str, password: str) -> User | None:
         """The user, when the account exists, is enabled and the password matches; else None (one answer for

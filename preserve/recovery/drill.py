@@ -48,7 +48,7 @@ def drill(repo, source: str | None = None, sample: int | None = None, progress=N
     scratch.mkdir(parents=True)
     try:
         tier.check()
-        restorer = Restorer(tier, repo.catalog, repo._auditor().verify_signature, repo.now, repo.settings.staging,
+        restorer = Restorer(tier, repo.catalog, repo.signature_checker(), repo.now, repo.settings.staging,
                             repo.root / "state" / "recovery-events.jsonl", to=scratch, progress=progress,
                             label="restore drill")
         paths = {a: repo.catalog.aip_row(a)["path"] for a in picked}

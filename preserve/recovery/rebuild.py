@@ -175,7 +175,7 @@ class Rebuilder:
             for info in tier.list(rel):
                 name = info.path[len(rel) + 1:]
                 if not name.startswith(SCANS):
-                    got.append(tier._fetch_one(tier.open(info.path), name, bag, ALGORITHMS, is_tag_file))
+                    got.append(tier.copy_hashed(tier.open(info.path), name, bag, ALGORITHMS, is_tag_file))
             full = False
         verdict = judge(exp, tier.name, got, self.verify_signature)
         unread = {f.params.get("path") for f in verdict.findings

@@ -188,14 +188,15 @@ class Tier(ABC):
         out = []
         for info in self.list(rel):
             name = info.path[len(rel) + 1:] if rel else info.path
-            out.append(self._fetch_one(self.open(info.path), name, Path(dest), tuple(algorithms), keep))
+            out.append(self.copy_hashed(self.open(info.path), name, Path(dest), tuple(algorithms), keep))
         if not out:
             raise FileNotFoundError(f"{self.name}:{rel}")
         return out
 
     @staticmethod
-    def _fetch_one(src: BinaryIO, name: str, dest: Path, algorithms: tuple[str, ...],
-                   keep: Callable[[str], bool] | None) -> FileDigest:
+    def copy_hashed(src: BinaryIO, name: str, dest: Path, algorithms: tuple[str, ...],
+                    keep: Callable[[str], bool] | None) -> FileDigest:
+        """One file of a tree, from an open stream, to dest/<name>, hashed as it is written (closes `src`)."""
         target = dest / clean_rel(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         with src, open(target, "xb") as out:

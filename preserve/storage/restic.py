@@ -265,7 +265,7 @@ class ResticTier(Tier):
                             assert f is not None
                             name = _member_path(member.name, rel)
                             if dest is not None:
-                                yield self._fetch_one(f, name, dest, algorithms, keep)
+                                yield self.copy_hashed(f, name, dest, algorithms, keep)
                                 continue
                             size, digests, content = hash_keeping(f, algorithms, bool(keep and keep(name)))
                             yield FileDigest(name, size, digests, content)
@@ -287,6 +287,14 @@ class ResticTier(Tier):
         """Every tree of `rels` that snapshot `snap_id` holds, written under dest/<rel> while hashed, from ONE
         `restic dump <snap> /` (a restore of many AIPs pays restic's key derivation once per snapshot, not once
         per AIP). Disk use is at most the snapshot's trees asked for."""
+        return self._read_snapshot_all(snap_id, rels, tuple(algorithms), Path(dest), keep)
+
+    def _read_snapshot_all(self, snap_id: str, rels: list[str], algorithms: tuple[str, ...],
+                           dest: Path | None = None, keep: Callable[[str], bool] | None = None
+                           ) -> dict[str, list[FileDigest]]:
+        """Every tree of `rels` in a snapshot, from ONE `restic dump <snap> /` (each restic run costs the key
+        derivation, about 0.7 s: one per tree would dominate a backup of many small AIPs): hashed only, or with
+        `dest` also written under dest/<rel>. Members of other trees are read past."""
         out: dict[str, list[FileDigest]] = {r: [] for r in rels}
         prefixes = sorted(rels, key=len, reverse=True)
         with self.restic.dump(snap_id, "/") as stream:
@@ -298,39 +306,15 @@ class ResticTier(Tier):
                         name = member.name.lstrip("/").removeprefix("./")
                         rel = next((r for r in prefixes if name.startswith(r + "/")), None)
                         if rel is None:
-                            continue  # another tree of that snapshot: read past, not written
-                        f = tar.extractfile(member)
-                        assert f is not None
-                        out[rel].append(self._fetch_one(f, name[len(rel) + 1:], Path(dest) / rel,
-                                                        tuple(algorithms), keep))
-                while stream.read(CHUNK):
-                    pass
-            except tarfile.TarError as e:
-                while stream.read(CHUNK):
-                    pass
-                raise StorageError(f"Tier '{self.name}': the tar stream of `restic dump {snap_id} /` is damaged "
-                                   f"({e}).", hint="Run `preserve offsite check` on this tier.") from None
-        return out
-
-    def _read_snapshot_all(self, snap_id: str, rels: list[str], algorithms: tuple[str, ...]
-                           ) -> dict[str, list[FileDigest]]:
-        """Every tree of a snapshot that holds exactly `rels`, from ONE `restic dump <snap> /` (each restic run
-        costs the key derivation, about 0.7 s: one per tree would dominate a backup of many small AIPs)."""
-        out: dict[str, list[FileDigest]] = {r: [] for r in rels}
-        prefixes = sorted(rels, key=len, reverse=True)
-        with self.restic.dump(snap_id, "/") as stream:
-            try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:
-                    for member in tar:
-                        if not member.isfile():
                             continue
-                        name = member.name.lstrip("/").removeprefix("./")
-                        rel = next((r for r in prefixes if name.startswith(r + "/")), None)
                         f = tar.extractfile(member)
                         assert f is not None
-                        d = hash_stream(f, algorithms)
-                        if rel is not None:
-                            out[rel].append(FileDigest(name[len(rel) + 1:], d.size, dict(d.values)))
+                        inner = name[len(rel) + 1:]
+                        if dest is not None:
+                            out[rel].append(self.copy_hashed(f, inner, dest / rel, algorithms, keep))
+                        else:
+                            d = hash_stream(f, algorithms)
+                            out[rel].append(FileDigest(inner, d.size, dict(d.values)))
                 while stream.read(CHUNK):
                     pass
             except tarfile.TarError as e:
