@@ -16,6 +16,9 @@ CONFIG_NAME = "preserve.toml"
 DEFAULT_ORGANISATION = "Lưu trữ lịch sử Tỉnh ủy"
 
 
+OCR_POLICIES = ("at-ingest", "off")
+
+
 def default_repo_path() -> Path:
     """`$PRESERVE_HOME`, else ./preserve-data."""
     return Path(os.environ.get("PRESERVE_HOME") or "preserve-data")
@@ -31,7 +34,7 @@ def default_settings(organisation: str = DEFAULT_ORGANISATION, offsite: bool = T
             "timezone": "+07:00",
         },
         "catalog": {"url": ""},  # empty: SQLite at catalog.sqlite; PRESERVE_CATALOG_URL overrides
-        "ingest": {"officer": "", "strict": False},
+        "ingest": {"officer": "", "strict": False, "ocr": "at-ingest"},
         "tiers": {
             "primary": {"kind": "local", "path": "tiers/primary"},
             "secondary": {"kind": "local", "path": "tiers/secondary"},
@@ -108,6 +111,31 @@ class Settings:
     @property
     def officer(self) -> str:
         return self.data["ingest"].get("officer") or os.environ.get("USER") or "officer"
+
+    @property
+    def ocr(self) -> bool:
+        """[ingest] ocr = "at-ingest" (the default) or "off". PRESERVE_OCR overrides it for one shell or job (the
+        test suite sets it to "off": only the OCR tests pay for OCR)."""
+        value = os.environ.get("PRESERVE_OCR") or str(self.data.get("ingest", {}).get("ocr", "at-ingest"))
+        value = value.strip().lower()
+        if value not in OCR_POLICIES:
+            raise ConfigError(f'[ingest] ocr = "{value}" is not one of: {", ".join(OCR_POLICIES)}.',
+                              hint='Write ocr = "at-ingest" or ocr = "off" in preserve.toml (or fix PRESERVE_OCR).')
+        return value == "at-ingest"
+
+    @property
+    def ocr_page_seconds(self) -> float:
+        """[ingest] ocr_page_seconds: how long OCR may take per page of a document (plus one page's worth)
+        before that document is stopped and stored without its OCR derivative (W-OCR-FAILED). Default 60."""
+        raw = self.data.get("ingest", {}).get("ocr_page_seconds", 60)
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = -1.0
+        if value <= 0:
+            raise ConfigError(f"[ingest] ocr_page_seconds = {raw!r} must be a positive number of seconds.",
+                              hint="e.g. ocr_page_seconds = 60")
+        return value
 
     @property
     def tiers(self) -> dict[str, dict[str, Any]]:

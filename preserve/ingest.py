@@ -225,8 +225,9 @@ def _write_report(dest: Path, validation: Validation, file_code: str | None, fin
 
 
 def ingest_validated(validation: Validation, *, settings, catalog, signer, officer: str,
-                     progress=None) -> IngestResult:
-    """Build and store the accepted dossiers of a validated batch. Refused dossiers go to quarantine."""
+                     progress=None, ocr: bool = False) -> IngestResult:
+    """Build and store the accepted dossiers of a validated batch. Refused dossiers go to quarantine.
+    With `ocr`, each scan also gets a two-layer PDF/A-2 made by OCR (representations/ocr/)."""
     from .progress import NullProgress
 
     progress = progress or NullProgress()
@@ -252,14 +253,21 @@ def ingest_validated(validation: Validation, *, settings, catalog, signer, offic
         result.refused.append({"fileCode": fc, "findings": [f.to_dict() for f in fs], "quarantine": str(q)})
         catalog.append_event(_refusal_event(validation, fc, settings, officer), None)
 
-    progress.start("Đóng gói AIP / packaging AIPs", len(accepted))
+    if ocr and accepted:
+        from .ocr.engine import ocr_tools
+
+        ocr_tools()  # UsageError before anything is built when ocrmypdf or the Vietnamese language is missing
+    label = "Đóng gói AIP, OCR / packaging AIPs with OCR" if ocr else "Đóng gói AIP / packaging AIPs"
+    progress.start(f"{label} (tài liệu / documents)", sum(len(p.documents) for p in accepted))
     for plan in accepted:
         ensure_room(plan, staging, tier_root)
         aip_id = new_aip_id()
         now = now_iso(settings.timezone)
         try:
             built = build_aip(plan, validation, staging, officer=officer, organisation=settings.organisation,
-                              signer=signer, now=now, profile_name=settings.profile, aip_id=aip_id)
+                              signer=signer, now=now, profile_name=settings.profile, aip_id=aip_id, ocr=ocr,
+                              on_document=progress.advance,
+                              ocr_page_seconds=settings.ocr_page_seconds if ocr else None)
         except OSError as e:  # disk full, I/O error: nothing was published; the staging copy goes
             shutil.rmtree(staging / aip_id.removeprefix("uuid-"), ignore_errors=True)
             raise StorageError(f"Could not write the AIP for {plan.file_code} in {staging}: {e}",
@@ -274,7 +282,7 @@ def ingest_validated(validation: Validation, *, settings, catalog, signer, offic
             result.refused.append({"fileCode": plan.file_code, "findings": [f.to_dict() for f in fs],
                                    "quarantine": str(q)})
             catalog.append_event(_refusal_event(validation, plan.file_code, settings, officer, e.findings), None)
-            progress.advance()
+            progress.advance(len(plan.documents))
             continue
         _crashpoint("after-build")
         problems = verify_staged(built)
@@ -287,8 +295,9 @@ def ingest_validated(validation: Validation, *, settings, catalog, signer, offic
         catalog.register_aip(built.aip, rel, settings.primary_tier, built.tagmanifest_sha256, now_iso(settings.timezone))
         _crashpoint("after-register")
         (staging / f"{aip_id.removeprefix('uuid-')}{JOURNAL_SUFFIX}").unlink()
-        result.aips.append({"id": aip_id, "fileCode": plan.file_code, "path": str(tier_root / rel)})
-        progress.advance()
+        result.findings.extend(built.findings)
+        result.aips.append({"id": aip_id, "fileCode": plan.file_code, "path": str(tier_root / rel),
+                            "ocr": len(built.aip.derivatives())})
     progress.done()
     return result
 

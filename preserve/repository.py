@@ -115,9 +115,9 @@ class Repository:
                             scratch=self.settings.staging, progress=progress, limits=self._limits())
 
     def ingest(self, sip: Path, *, strict: bool | None = None, officer: str | None = None,
-               progress: Progress | None = None, replicate: bool = True):
+               progress: Progress | None = None, replicate: bool = True, ocr: bool | None = None):
         """Validate and store a batch, then copy the new AIPs to the policy's other tiers (a failed copy leaves
-        the AIP stored and under-replicated: see `replicate`)."""
+        the AIP stored and under-replicated: see `replicate`). `ocr` None: [ingest] ocr of preserve.toml."""
         from .ingest import check_tier, ingest_lock, ingest_validated, recover
         from .keys import load_signer
 
@@ -126,6 +126,10 @@ class Repository:
             self.policy()  # a broken storage policy stops the ingest before anything is stored
         if strict is None:
             strict = bool(self.settings.data["ingest"].get("strict", False))
+        if ocr is None:
+            ocr = self.settings.ocr
+        if ocr:
+            self.settings.ocr_page_seconds  # noqa: B018 - a bad setting stops the ingest before anything is done
         with ingest_lock(self.settings.staging):
             recover(self.settings.staging, check_tier(self.settings.tier_path(self.settings.primary_tier)), self.catalog)
             validation = validate_sip(sip, strict=strict, existing=self.catalog.existing_file_codes,
@@ -133,7 +137,7 @@ class Repository:
                                       verify_checksums=False)
             try:
                 result = ingest_validated(validation, settings=self.settings, catalog=self.catalog, signer=signer,
-                                          officer=officer or self.settings.officer, progress=progress)
+                                          officer=officer or self.settings.officer, progress=progress, ocr=ocr)
             finally:
                 validation.package.close()
             if result.aips and replicate:
@@ -439,6 +443,38 @@ class Repository:
         from .access.users import Users
 
         return Users(self.catalog.engine, self.now, user_agent(actor) if actor else officer_agent(self.settings.officer))
+
+    def search(self, query: str, *, fonds: str | None = None, type_name: str | None = None,
+               date_from: str | None = None, date_to: str | None = None, user: str | None = None,
+               limit: int = 20) -> dict[str, Any]:
+        """Full-text search of the documents (metadata and OCR text), diacritics-insensitive; with `user`, the
+        records that user may not see under the access rules are left out (preserve.access.visibility)."""
+        from .access.visibility import visibility_for
+        from .sip.fields import parse_date
+        from .sip.profile import load_profile
+
+        type_code = None
+        if type_name:
+            profile = load_profile(self.settings.profile)
+            type_code = profile.resolve_code("typeName", type_name)
+            if type_code is None:
+                raise UsageError(f"Không có loại văn bản / no document type '{type_name}'.",
+                                 hint=f"Use a code or a name: {profile.allowed('typeName')}.")
+
+        def day(value: str | None, which: str) -> str | None:
+            if not value:
+                return None
+            parsed = parse_date(value)
+            if parsed is None:
+                raise UsageError(f"Ngày không hợp lệ / not a date: --{which} {value}",
+                                 hint="Write dd/mm/yyyy, mm/yyyy, yyyy or yyyy-mm-dd, e.g. --from 01/01/2020.")
+            return parsed.iso
+
+        if limit < 1:
+            raise UsageError(f"--limit must be at least 1 (got {limit}).", hint="e.g. --limit 20")
+        visible = visibility_for(self.users().require(user)) if user else None
+        return self.catalog.search(query, fonds=fonds, type_code=type_code, date_from=day(date_from, "from"),
+                                   date_to=day(date_to, "to"), visible=visible, limit=limit)
 
     def access_requests(self):
         """Requests for access copies: request, approve, deny, get, list (preserve.access.requests)."""

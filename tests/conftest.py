@@ -1,8 +1,13 @@
 """Shared fixtures. ../shared (beside the repo) holds the XSDs and the BagIt conformance bags."""
 
+import os
 from pathlib import Path
 
 import pytest
+
+# OCR costs seconds per page: only the tests that are about OCR turn it on (monkeypatch PRESERVE_OCR or pass
+# ocr=True). Subprocesses (the CLI tests) inherit this.
+os.environ["PRESERVE_OCR"] = "off"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

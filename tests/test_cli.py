@@ -56,7 +56,7 @@ def test_ingest_list_show_events_json(tmp_path, batch):
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
     assert set(data) == {"aips", "refused", "findings", "replication"} and len(data["aips"]) == 2
-    assert set(data["aips"][0]) == {"id", "fileCode", "path"}
+    assert set(data["aips"][0]) == {"id", "fileCode", "path", "ocr"}  # ocr: derivatives made (0: OCR off in tests)
     rep = data["replication"]
     assert {"copied", "adopted", "failed", "copies", "under_replicated", "alerts"} <= set(rep)
     assert rep["copied"] == 4 and rep["failed"] == 0  # 2 AIPs × (secondary, offsite)

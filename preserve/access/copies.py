@@ -4,7 +4,8 @@
    to the record as the catalog has it now); else an `access refusal` event and AccessRefused.
 2. Replicas of the dossier's latest AIP version are verified, local tiers first (an audit's fixity check, with
    its event), until one is intact.
-3. The originals of the documents asked for are copied from that replica to scratch space, hashed while they
+3. The documents asked for (their OCR derivative, which has a text layer, else the scan) are copied from that
+   replica to scratch space, hashed while they
    are copied, and compared with the catalog's digests: the bytes used are the bytes just verified. The AIP is
    only read.
 4. preserve.dip builds the watermarked copies, METS.xml and README.txt into one zip.
@@ -29,6 +30,13 @@ from .requests import AccessRefused, Requests
 from .rules import SECRET, User, check_maker, is_expired
 
 CHUNK = 1 << 20
+OCR_DIR = "representations/ocr/data"
+
+
+def _access_file(doc: dict[str, Any], digests: dict[str, dict[str, Any]]) -> str:
+    """The file a copy of `doc` is made from: its OCR derivative when the AIP holds one, else the scan."""
+    ocr = f"{OCR_DIR}/{doc['docCode']}.pdf"
+    return ocr if f"data/{ocr}" in digests else doc["file"]
 
 
 @dataclass
@@ -60,8 +68,8 @@ class CopyMaker:
         work.mkdir(parents=True)
         try:
             tier, sources = self._verified_sources(where, work)
-            docs = [DipDocument(d["docCode"], d["subject"], path, d["file"], sha)
-                    for d, (path, sha) in zip(where["documents"], sources)]
+            docs = [DipDocument(d["docCode"], d["subject"], path, file, sha)
+                    for d, (path, sha, file) in zip(where["documents"], sources)]
             when = self.now()
             spec = DipSpec(dip_id=f"uuid-{uuid.uuid4()}", request_id=row.id, requester=requester.display,
                            purpose=row.purpose, created=when, organisation=self.organisation,
@@ -78,8 +86,10 @@ class CopyMaker:
                    tier=tier, watermark="strong" if spec.strong else "normal")
         return out
 
-    def _verified_sources(self, where: dict[str, Any], work: Path) -> tuple[str, list[tuple[Path, str]]]:
-        """(tier, [(local copy, sha256)] per document) from the first replica that verifies intact now."""
+    def _verified_sources(self, where: dict[str, Any], work: Path) -> tuple[str, list[tuple[Path, str, str]]]:
+        """(tier, [(local copy, sha256, path in the AIP)] per document) from the first replica that verifies
+        intact now. A document's OCR derivative (two-layer PDF/A, searchable) is used when the AIP has one,
+        else its scan."""
         aip_id = where["aip_id"]
         digests = self.catalog.file_digests(aip_id)
         rows = self.catalog.audit_candidates(list(self.tiers), [aip_id])
@@ -97,7 +107,8 @@ class CopyMaker:
                 tried.append(f"{row['tier']}: {audit.outcome if audit else 'unreachable'}")
                 continue
             try:
-                return row["tier"], [self._fetch(row, d["file"], digests, work) for d in where["documents"]]
+                return row["tier"], [self._fetch(row, _access_file(d, digests), digests, work)
+                                     for d in where["documents"]]
             except (StorageError, OSError, ValueError) as e:
                 tried.append(f"{row['tier']}: {e}")
         raise StorageError(f"Không có bản sao nào của AIP {aip_id} vừa kiểm tra nguyên vẹn / No copy of AIP "
@@ -106,7 +117,7 @@ class CopyMaker:
                                 "make the copy again.")
 
     def _fetch(self, row: dict[str, Any], file: str, digests: dict[str, dict[str, Any]],
-               work: Path) -> tuple[Path, str]:
+               work: Path) -> tuple[Path, str, str]:
         """One original copied to scratch and hashed while copied; it must equal the catalog's digest."""
         name = f"data/{file}"
         want = digests.get(name)
@@ -121,7 +132,7 @@ class CopyMaker:
                 out.write(chunk)
         if h.hexdigest() != want["sha256"]:
             raise ValueError(f"{name} changed after it was verified (sha256 {h.hexdigest()})")
-        return dest, want["sha256"]
+        return dest, want["sha256"], file
 
     def _record(self, row: AccessRequest, requester: User, maker: User | None, record, where: dict[str, Any],
                 tier: str, result, spec) -> None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import SOFTWARE_NAME, __version__
 from ..digest import copy_and_hash, hash_bytes, hash_file
 from ..findings import Finding, Report
 from ..sip.validate import DossierPlan, Validation, check_sum
-from .model import (ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PACKAGE, ROLE_PRESERVATION, ROLE_SUBMISSION, Agent, Aip,
-                    AipFile, Event)
+from .model import (ROLE_DERIVATIVE, ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PACKAGE, ROLE_PRESERVATION,
+                    ROLE_SUBMISSION, Agent, Aip, AipFile, Event)
 
 ALGORITHMS = ("sha256", "sha512")
 ORIGINAL_DIR = "representations/original/data"
+OCR_DIR = "representations/ocr/data"
 METS_NAME = "METS.xml"
 PREMIS_PATH = "metadata/preservation/premis.xml"
 PROFILE_XML_PATH = "metadata/descriptive/hoso.xml"
@@ -46,6 +47,7 @@ class Built:
     bag_dir: Path            # staging/<uuid>/v1
     tagmanifest_sha256: str
     payload_bytes: int
+    findings: list[Finding] = field(default_factory=list)  # warnings found while building (OCR that failed)
 
 
 class BuildRefused(Exception):
@@ -93,7 +95,10 @@ class _Writer:
 
 
 def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, officer: str, organisation: str,
-              signer, now: str, profile_name: str, aip_id: str | None = None) -> Built:
+              signer, now: str, profile_name: str, aip_id: str | None = None, ocr: bool = False,
+              on_document=None, ocr_page_seconds: float | None = None) -> Built:
+    """`ocr`: add a two-layer PDF/A-2 of each scan (representations/ocr/). `on_document()` is called once per
+    document as its part of the work is done (for progress)."""
     from .descriptive import build_dc, build_profile_xml
     from .mets import build_mets
     from .premis import build_premis
@@ -120,6 +125,19 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
             check_sum(problems, doc.rel, validation.checksums[doc.rel], af.sha256, plan.file_code)
     if problems.errors:
         raise BuildRefused(problems.errors)
+    originals = [f for f in w.files if f.role == ROLE_ORIGINAL]
+
+    # 1b. OCR: from the copies just written and checked (the received files are only read once)
+    ocr_events: list[Event] = []
+    ocr_findings: list[Finding] = []
+    texts: dict[str, str] = {}
+    if ocr and originals:
+        ocr_agent, ocr_events, ocr_findings, texts = _add_ocr(w, originals, plan.file_code, now, person,
+                                                              on_document, ocr_page_seconds)
+        agents.append(ocr_agent)
+    elif on_document:
+        for _ in plan.documents:
+            on_document()
 
     # 2. what was received: the workbook, checksums, a received bag's bag-info, and the validation report
     root = validation.package.root
@@ -139,7 +157,6 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
             ROLE_SUBMISSION, "application/json")
 
     # 3. events
-    originals = [f for f in w.files if f.role == ROLE_ORIGINAL]
     warnings = [f for f in findings if f.severity == "warning"]
     puids = sorted({f"{f.puid} ({f.format_name})" for f in originals if f.puid})
     ev = lambda t, outcome, detail, objs: Event(new_aip_id(), t, now, outcome, detail,  # noqa: E731
@@ -154,6 +171,7 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
         ev("message digest calculation", "success", "SHA-256 and SHA-512 computed while copying"
            + ("; checksums.sha256 verified" if validation.checksums else ""), [f.path for f in originals]),
         ev("ingestion", "success", f"Dossier {plan.file_code} ingested from {validation.package.source.name}", aip_objs),
+        *ocr_events,
         ev("creation", "success", f"AIP {aip_id} version 1 created as a signed BagIt bag", aip_objs),
     ]
 
@@ -164,7 +182,8 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
         rec["pages"] = doc.scan.pages if doc.scan else None
         documents.append(rec)
     aip = Aip(aip_id, 1, now, profile_name, dict(plan.record), documents, w.files, events, agents, organisation,
-              {k: v if isinstance(v, str) else "; ".join(v) for k, v in validation.package.bag_info.items()})
+              {k: v if isinstance(v, str) else "; ".join(v) for k, v in validation.package.bag_info.items()},
+              texts)
 
     # 4. descriptive metadata, PREMIS, then METS (which lists them all with their checksums)
     w.write(PROFILE_XML_PATH, build_profile_xml(aip), ROLE_DESCRIPTIVE, "application/xml")
@@ -201,7 +220,90 @@ def build_aip(plan: DossierPlan, validation: Validation, staging: Path, *, offic
     key, cert = signer
     _write_new(bag / SIGNATURE_NAME, sign_detached(tm256, key, cert))
     fsync_tree_dirs(bag.parent)  # files were fsynced as written; now the folders that name them
-    return Built(aip, bag, hash_bytes(tm256, ("sha256",))["sha256"], payload_bytes)
+    return Built(aip, bag, hash_bytes(tm256, ("sha256",))["sha256"], payload_bytes, ocr_findings)
+
+
+def _add_ocr(w: _Writer, originals: list[AipFile], file_code: str, now: str, person: str, on_document,
+             page_seconds: float | None = None):
+    """OCR every original into representations/ocr/data/<docCode>.pdf (PDF/A-2, `-l vie`), in parallel.
+
+    A document whose OCR fails keeps its original and gets no derivative: the dossier is still ingested, with a
+    W-OCR-FAILED warning and a creation event with outcome failure, so the gap is on record."""
+    from ..ocr.engine import OcrJob, ocr_options, ocr_tools, run_ocr
+    from ..sip.scan import identify
+
+    tools = ocr_tools()
+    agent = Agent("agent-software-ocrmypdf", f"ocrmypdf {tools.get('ocrmypdf')} with Tesseract "
+                  f"{tools.get('tesseract')} (vie)", "software",
+                  f"ocrmypdf {tools.get('ocrmypdf')}; Tesseract {tools.get('tesseract')}; "
+                  f"Ghostscript {tools.get('ghostscript')}")
+    jobs = []
+    for f in originals:
+        dest = w.bag / "data" / OCR_DIR / f"{f.doc_code}.pdf"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append(OcrJob(w.bag / "data" / f.path, dest, str(f.doc_code), f.pages))
+    results = run_ocr(jobs, on_done=(lambda _r: on_document()) if on_document else None, page_seconds=page_seconds)
+    events: list[Event] = []
+    findings: list[Finding] = []
+    texts: dict[str, str] = {}
+    made: list[AipFile] = []
+    for f, r in zip(originals, results):
+        if not r.ok:
+            findings.append(Finding("W-OCR-FAILED", f.path, {"docCode": f.doc_code, "detail": r.error or "?"},
+                                    file_code))
+            events.append(Event(new_aip_id(), "creation", now, "failure",
+                                f"OCR of {f.path} failed: {r.error}", [(agent.id, "executing program"),
+                                                                        (person, "implementer")], [f.path]))
+            continue
+        rel = f"{OCR_DIR}/{f.doc_code}.pdf"
+        d = hash_file(r.dest, ALGORITHMS)
+        puid, fmt, version, mime = identify(r.dest)
+        af = AipFile(rel, d.size, d["sha256"], d["sha512"], ROLE_DERIVATIVE, mime or "application/pdf",
+                     puid=None if puid == "UNKNOWN" else puid, format_name=fmt, format_version=version,
+                     doc_code=f.doc_code, pages=f.pages, derived_from=f.path)
+        w.files.append(af)
+        made.append(af)
+        texts[str(f.doc_code)] = r.text
+    if not made:  # no empty folders in the bag: it would differ from its own METS
+        for d in (w.bag / "data" / OCR_DIR, (w.bag / "data" / OCR_DIR).parent):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    if made:
+        by_options: dict[str, list[str]] = {}  # a crooked scan gets --deskew: the options differ per document
+        for r in results:
+            if r.ok:
+                by_options.setdefault(" ".join(_drop_jobs(r.options or ocr_options())), []).append(r.key)
+        options = "; ".join(f"{o} ({', '.join(keys)})" if len(by_options) > 1 else o
+                            for o, keys in by_options.items())
+        objs = [x for af in made for x in (af.derived_from, af.path)]
+        sw = [(agent.id, "executing program"), (person, "implementer")]
+        events.append(Event(new_aip_id(), "creation", now, "success",
+                            f"Two-layer PDF/A-2 (scan image and Vietnamese text) made by OCR from {len(made)} "
+                            f"original(s): {agent.note}; ocrmypdf options: {options}", sw, objs))
+        puids = sorted({f"{af.puid} ({af.format_name})" for af in made if af.puid}) or ["not identified"]
+        events.append(Event(new_aip_id(), "format identification", now, "success",
+                            "Siegfried/PRONOM: " + "; ".join(puids), [SW_AGENT_ROLE, (person, "implementer")],
+                            [af.path for af in made]))
+        events.append(Event(new_aip_id(), "message digest calculation", now, "success",
+                            "SHA-256 and SHA-512 of the OCR derivatives", [SW_AGENT_ROLE, (person, "implementer")],
+                            [af.path for af in made]))
+    return agent, events, findings, texts
+
+
+SW_AGENT_ROLE = ("agent-software-preserve", "executing program")
+
+
+def _drop_jobs(options: list[str]) -> list[str]:
+    """ocrmypdf's arguments without `--jobs N` (a share of the CPU, no effect on the result) and the paths."""
+    out, skip = [], False
+    for o in options:
+        if skip:
+            skip = False
+        elif o in ("--jobs", "-j"):
+            skip = True
+        elif not o.startswith("/"):
+            out.append(o)
+    return out
 
 
 def verify_staged(built: Built) -> list[str]:

@@ -3,7 +3,8 @@
 What it describes (paths relative to the bag's data/, as in AipFile.path):
 - dmdSec per descriptive file (metadata/descriptive/*): DC, EAD, or the profile XML (MDTYPE OTHER);
 - amdSec/digiprovMD per preservation file (metadata/preservation/premis.xml: MDTYPE PREMIS);
-- fileSec: one fileGrp per representation ("Representations/original") and one for "Submission";
+- fileSec: one fileGrp per representation ("Representations/original", "Representations/ocr" for the OCR
+  PDF/A derivatives) and one for "Submission";
 - structMap PHYSICAL "CSIP": Metadata, Representations/<rep> (a div per document, in docOrdinal order),
   Submission.
 
@@ -19,7 +20,8 @@ import re
 from lxml import etree
 
 import preserve
-from preserve.aip.model import ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PRESERVATION, ROLE_SUBMISSION, Aip, AipFile
+from preserve.aip.model import (ROLE_DERIVATIVE, ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PRESERVATION, ROLE_SUBMISSION,
+                                Aip, AipFile)
 from preserve.aip.xmlschemas import xml_text
 
 METS_NS = "http://www.loc.gov/METS/"
@@ -162,8 +164,9 @@ def build_mets(aip: Aip) -> bytes:
     file_ids: dict[str, str] = {}
     groups: dict[str, list[AipFile]] = {}
     for f in aip.files:
-        if f.role == ROLE_ORIGINAL:
-            groups.setdefault(f"Representations/{representation_of(f.path) or 'original'}", []).append(f)
+        if f.role in (ROLE_ORIGINAL, ROLE_DERIVATIVE):
+            default = "original" if f.role == ROLE_ORIGINAL else "ocr"
+            groups.setdefault(f"Representations/{representation_of(f.path) or default}", []).append(f)
         elif f.role == ROLE_SUBMISSION:
             groups.setdefault(SUBMISSION_USE, []).append(f)
     if groups:

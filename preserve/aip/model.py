@@ -11,6 +11,7 @@ from typing import Any
 
 # Roles of files inside an AIP
 ROLE_ORIGINAL = "original"        # representations/original/data/* (the scans, preservation masters)
+ROLE_DERIVATIVE = "derivative"    # representations/ocr/data/* (two-layer PDF/A made from an original by OCR)
 ROLE_DESCRIPTIVE = "descriptive"  # metadata/descriptive/*
 ROLE_PRESERVATION = "preservation"  # metadata/preservation/*
 ROLE_SUBMISSION = "submission"    # submission/* (received workbook, validation report, received bag-info)
@@ -31,6 +32,7 @@ class AipFile:
     original_name: str | None = None  # path as received in the SIP
     doc_code: str | None = None       # the document this file represents (originals only)
     pages: int | None = None
+    derived_from: str | None = None   # derivatives: the path of the original they were made from
 
 
 SOFTWARE_AGENT_ID = "agent-software-preserve"
@@ -74,6 +76,7 @@ class Aip:
     agents: list[Agent] = field(default_factory=list)
     organisation: str = ""    # the archive holding the AIP (agent of type organization)
     bag_info: dict[str, str] = field(default_factory=dict)  # bag-info of a received BagIt bag, if any
+    texts: dict[str, str] = field(default_factory=dict)  # docCode -> text of its OCR derivative (NFC), for search
 
     @property
     def file_code(self) -> str:
@@ -85,3 +88,6 @@ class Aip:
 
     def originals(self) -> list[AipFile]:
         return [f for f in self.files if f.role == ROLE_ORIGINAL]
+
+    def derivatives(self) -> list[AipFile]:
+        return [f for f in self.files if f.role == ROLE_DERIVATIVE]

@@ -3,7 +3,8 @@
 Objects: the dossier as an intellectual entity (identifiers: the AIP id, its file code), then one file object
 per original, submission and descriptive file (never METS.xml or premis.xml itself), with SHA-256 and SHA-512
 fixity, size, format (PRONOM key when identified), original name and a structural "is included in"
-relationship to the intellectual entity (with the document's ordinal as sequence, for originals).
+relationship to the intellectual entity (with the document's ordinal as sequence, for originals and their
+derivatives). A derivative (the OCR PDF/A) also has a "derivation / has source" relationship to its original.
 Events and agents come from Aip.events and Aip.agents as they are. Terms follow the Library of Congress
 PREMIS vocabularies (id.loc.gov/vocabulary/preservation/...).
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-from preserve.aip.model import ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_SUBMISSION, Agent, Aip, AipFile, Event
+from preserve.aip.model import (ROLE_DERIVATIVE, ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_SUBMISSION, Agent, Aip, AipFile,
+                                Event)
 from preserve.aip.xmlschemas import xml_text
 
 PREMIS_NS = "http://www.loc.gov/premis/v3"
@@ -25,7 +27,7 @@ ID_FILE_CODE = "fileCode"  # mã hồ sơ
 ID_FILEPATH = "filepath"  # AipFile.path, relative to the bag's data/
 ID_LOCAL = "local"        # agent ids
 
-DESCRIBED_ROLES = (ROLE_ORIGINAL, ROLE_SUBMISSION, ROLE_DESCRIPTIVE)
+DESCRIBED_ROLES = (ROLE_ORIGINAL, ROLE_DERIVATIVE, ROLE_SUBMISSION, ROLE_DESCRIPTIVE)
 EXCLUDED_NAMES = ("METS.xml", "premis.xml")
 
 
@@ -91,8 +93,13 @@ def _file_object(root: etree._Element, aip: Aip, f: AipFile, ordinals: dict[str,
     sub_element(rel, "relationshipType", "structural")
     sub_element(rel, "relationshipSubType", "is included in")
     related = add_identifier(rel, "relatedObject", ID_UUID, aip.id)
-    if f.role == ROLE_ORIGINAL and f.doc_code in ordinals:
+    if f.role in (ROLE_ORIGINAL, ROLE_DERIVATIVE) and f.doc_code in ordinals:
         sub_element(related, "relatedObjectSequence", ordinals[f.doc_code])
+    if f.role == ROLE_DERIVATIVE and f.derived_from:
+        rel = sub_element(obj, "relationship")
+        sub_element(rel, "relationshipType", "derivation")
+        sub_element(rel, "relationshipSubType", "has source")
+        add_identifier(rel, "relatedObject", ID_FILEPATH, f.derived_from)
 
 
 def _event(root: etree._Element, aip: Aip, ev: Event) -> None:

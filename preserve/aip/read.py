@@ -11,7 +11,9 @@ Where each part comes from:
 - files: paths, roles (fileGrp / dmdSec / digiprovMD), MIME and size from METS.xml, in PREMIS object order
   then premis.xml then METS.xml (the order ingest listed them); SHA-256 and SHA-512 from the bag manifests;
   PRONOM id, format name and version, original name from premis.xml; docCode from the METS structMap;
-- events and agents: premis.xml, in document order; bag_info: submission/bag-info.txt.
+- events and agents: premis.xml, in document order; bag_info: submission/bag-info.txt;
+- texts (for search): the text layer of each OCR derivative (representations/ocr/), the only payload files
+  read besides metadata.
 
 What the AIP does not record, and how it is derived:
 - a workbook column that was there but empty (ingest keeps "" for text, None for codes and numbers) and a
@@ -46,8 +48,8 @@ from .build import METS_NAME, PREMIS_PATH, PROFILE_XML_PATH
 from .descriptive import parse_profile_xml
 from .inventory import parse_manifest
 from .mets import CSIP_NS, METS_NS, SUBMISSION_USE, XLINK_NS
-from .model import ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PACKAGE, ROLE_PRESERVATION, ROLE_SUBMISSION, Agent, Aip, \
-    AipFile, Event
+from .model import ROLE_DERIVATIVE, ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PACKAGE, ROLE_PRESERVATION, ROLE_SUBMISSION, \
+    Agent, Aip, AipFile, Event
 from .premis import PREMIS_NS, XSI_NS
 from .xmlschemas import parse
 
@@ -57,6 +59,7 @@ NS = {"mets": METS_NS, "xlink": XLINK_NS, "csip": CSIP_NS, "premis": PREMIS_NS}
 METS_MIME = "application/xml"
 WORKBOOK_NAMES = ("mucluc.xlsx", "hoso.csv", "tailieu.csv")
 RECEIVED_BAG_INFO = "submission/bag-info.txt"
+OCR_USE = "Representations/ocr"
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 DAMAGED_HINT = ("Check this copy (`bagit.py --validate <folder>`, `preserve audit`); if it is damaged, read the AIP "
                 "from another tier or the off-site copy.")
@@ -93,7 +96,27 @@ def read_aip_files(read: Reader, where: str = "AIP") -> Aip:
         _restore_empty(doc, profile.document, given[profile.document.name])
         doc["pages"] = doc.get("numberOfPage")
     return Aip(mets.aip_id, version, mets.created, profile.name, dossier, documents, files, premis.events,
-               premis.agents, mets.organisation, _received_bag_info(bag, digests))
+               premis.agents, mets.organisation, _received_bag_info(bag, digests), _texts(bag, files, digests))
+
+
+def _texts(bag: "_Bag", files: list[AipFile], digests: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """docCode -> the text layer of its OCR derivative (for search), from bytes checked against the manifest."""
+    import hashlib
+
+    from ..ocr.engine import extract_text
+
+    out: dict[str, str] = {}
+    for f in files:
+        if f.role != ROLE_DERIVATIVE or not f.doc_code:
+            continue
+        data = bag.bytes(f"data/{f.path}")
+        if hashlib.sha256(data).hexdigest() != digests[f.path][0]:
+            raise bag.error(f"data/{f.path}", "differs from its SHA-256 in the manifest")
+        with tempfile.TemporaryDirectory(prefix="preserve-read-") as tmp:
+            pdf = Path(tmp) / "ocr.pdf"
+            pdf.write_bytes(data)
+            out[f.doc_code] = extract_text(pdf)
+    return out
 
 
 # --- reading files ----------------------------------------------------------------------------------------
@@ -247,6 +270,8 @@ def _group_role(x: _Xml, grp: etree._Element) -> str:
     use = grp.get("USE", "")
     if use == SUBMISSION_USE:
         return ROLE_SUBMISSION
+    if use == OCR_USE:
+        return ROLE_DERIVATIVE
     if use.startswith("Representations/"):
         return ROLE_ORIGINAL
     raise x.error(f"has a fileGrp with USE {use!r}, neither Representations/<name> nor {SUBMISSION_USE}")
@@ -285,6 +310,7 @@ class _Described:
     format_version: str | None
     puid: str | None
     original_name: str | None
+    derived_from: str | None = None
 
 
 @dataclass
@@ -321,7 +347,9 @@ def _described(x: _Xml, obj: etree._Element) -> _Described:
                       x.need(chars, "premis:format/premis:formatDesignation/premis:formatName", "format name"),
                       x.opt(chars, "premis:format/premis:formatDesignation/premis:formatVersion"),
                       x.opt(chars, "premis:format/premis:formatRegistry/premis:formatRegistryKey"),
-                      x.opt(obj, "premis:originalName"))
+                      x.opt(obj, "premis:originalName"),
+                      x.opt(obj, "premis:relationship[premis:relationshipType='derivation']"
+                                 "/premis:relatedObjectIdentifier/premis:relatedObjectIdentifierValue"))
 
 
 def _event(x: _Xml, el: etree._Element) -> Event:
@@ -433,7 +461,8 @@ def _file(bag: _Bag, path: str, listed: _Listed, described: _Described | None, d
                    puid=described.puid if described else None, format_name=fmt,
                    format_version=described.format_version if described else None,
                    original_name=described.original_name if described else None, doc_code=doc_code,
-                   pages=pages.get(doc_code) if doc_code else None)
+                   pages=pages.get(doc_code) if doc_code else None,
+                   derived_from=described.derived_from if described and listed.role == ROLE_DERIVATIVE else None)
 
 
 def _bag_info(text: str) -> dict[str, list[str]]:

@@ -21,6 +21,8 @@ from sqlmodel import select
 from preserve.aip.model import Aip, Event
 from preserve.errors import CatalogError, UsageError
 
+from preserve.search import index as search_index
+
 from . import chain, records
 from .db import is_sqlite, make_engine, read_session, write_session
 from .models import (
@@ -73,8 +75,31 @@ class Catalog:
         with _db_errors("create the catalog tables"):
             CATALOG_METADATA.create_all(self.engine)
             _add_missing_columns(self.engine)
+            search_index.ensure_schema(self.engine)
+            self._backfill_search()
             with write_session(self.engine) as s:
                 chain.ensure_head(s)
+
+    def _backfill_search(self) -> int:
+        """A catalog made before search existed: index its documents' metadata once (their AIPs hold no OCR
+        text). Returns how many documents were indexed."""
+        from sqlalchemy import text
+
+        with write_session(self.engine) as s:
+            if s.execute(text("SELECT 1 FROM search_doc LIMIT 1")).first() is not None:
+                return 0
+            if s.exec(select(Document.doc_code).limit(1)).first() is None:
+                return 0
+            n = 0
+            for dossier in s.exec(select(Dossier)).all():
+                aip = s.get(AipRecord, dossier.aip_id)
+                docs = s.exec(select(Document).where(Document.file_code == dossier.file_code)
+                              .order_by(Document.doc_ordinal)).all()
+                shell = Aip(dossier.aip_id, aip.version if aip else 1, aip.created if aip else "", "",
+                            records.dossier_dict(dossier, None), [records.document_dict(d) for d in docs])
+                search_index.index_documents(s, records.search_docs(shell))
+                n += len(docs)
+            return n
 
     def close(self) -> None:
         self.engine.dispose()
@@ -124,6 +149,9 @@ class Catalog:
             s.flush()
             s.add_all(records.document_rows(aip))
             s.add_all(records.file_rows(aip))
+            if current is not None:
+                search_index.remove_dossier(s, file_code)
+            search_index.index_documents(s, records.search_docs(aip))
             s.add(Replica(aip_id=aip.id, tier=tier, location=path, status=REPLICA_OK, verified_at=verified_at))
             s.flush()
             chain.append(s, head, aip.events, aip.id)
@@ -369,6 +397,12 @@ class Catalog:
         from .transfer import export_access
 
         return export_access(self.engine)
+
+    def search(self, query: str, **filters: Any) -> dict[str, Any]:
+        """Full-text search of documents (preserve.search.index.search: fonds, type_code, date_from, date_to,
+        visible, limit)."""
+        with _db_errors("search the catalog"):
+            return search_index.search(self.engine, query, **filters)
 
     def chain_head(self) -> dict[str, Any]:
         """The last event's seq and hash: anchor it elsewhere to make a rewrite of the whole log detectable."""

@@ -169,6 +169,7 @@ class AipFileRecord(CatalogModel, table=True):
     original_name: str | None = None
     doc_code: str | None = Field(default=None, index=True)
     pages: int | None = None
+    derived_from: str | None = None                  # a derivative (OCR PDF/A): the original it was made from
 
 
 class Replica(CatalogModel, table=True):

@@ -117,7 +117,8 @@ def file_rows(aip: Aip) -> list[AipFileRecord]:
     return [AipFileRecord(aip_id=aip.id, path=nfc(f.path), role=f.role, size=int(f.size), sha256=f.sha256,
                           sha512=f.sha512, mime=f.mime, puid=f.puid, format_name=_text(f.format_name),
                           format_version=_text(f.format_version), original_name=_text(f.original_name),
-                          doc_code=_text(f.doc_code), pages=f.pages)
+                          doc_code=_text(f.doc_code), pages=f.pages,
+                          derived_from=nfc(f.derived_from) if f.derived_from else None)
             for f in aip.files]
 
 
@@ -140,5 +141,31 @@ def file_dict(row: AipFileRecord) -> dict[str, Any]:
     return {"path": row.path, "role": row.role, "size": row.size, "sha256": row.sha256, "sha512": row.sha512,
             "mime": row.mime, "puid": row.puid, "format_name": row.format_name,
             "format_version": row.format_version, "original_name": row.original_name,
-            "doc_code": row.doc_code, "pages": row.pages}
+            "doc_code": row.doc_code, "pages": row.pages, "derived_from": row.derived_from}
 
+
+
+def search_docs(aip: Aip) -> list:
+    """The search index's rows for the documents of an AIP: their metadata, access class and OCR text."""
+    from preserve.access.rules import record_level
+    from preserve.search.index import SearchDoc
+
+    d = aip.dossier
+
+    def text(v: Any) -> str | None:
+        v = _text(v)
+        return nfc(v) if v else None
+
+    out = []
+    for doc in aip.documents:
+        code = str(doc.get("docCode"))
+        keywords = "; ".join(k for k in (text(d.get("keyword")), text(doc.get("keyword"))) if k) or None
+        out.append(SearchDoc(
+            doc_code=nfc(code), file_code=nfc(aip.file_code), fonds_code=nfc(str(d.get("fondsCode") or "")),
+            aip_id=aip.id, type_code=text(doc.get("typeName")), issued_iso=text(doc.get("issuedDate_iso")),
+            level=record_level(d.get("mode"), [(doc.get("mode"), doc.get("secrecy"))]),
+            dossier_title=text(d.get("title")) or "", subject=text(doc.get("subject")) or "",
+            code_number=text(doc.get("codeNumber")), code_notation=text(doc.get("codeNotation")),
+            signer=text(doc.get("signer")), organ_name=text(doc.get("organName")), keywords=keywords,
+            text=nfc(aip.texts[code]) if aip.texts.get(code) else None))
+    return out

@@ -74,6 +74,7 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         for e in evs[-8:]:
             say(f"   {e['datetime']}  {e['type']:<28} {e['outcome']}")
         access = _access_demo(repo, repo_dir, aips, say)
+        found_by_search = _search_demo(repo, aips, say)
         first = aips[0]["id"] if aips else None
         where = {
             "repository": str(repo_dir), "settings": str(repo_dir / "preserve.toml"),
@@ -85,18 +86,19 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
             "tiers": {r["tier"]: {"kind": r["kind"], "location": r["location"], "aips": r["aips"]} for r in status},
             "copies": copies, "audit": {"replicas": len(audit.audits), "damaged": len(audit.damaged)},
             "damage": {"file": damaged, "found": found, "repaired": [x["status"] for x in fixed.repairs]},
-            "access": access,
+            "access": access, "search": found_by_search,
         }
         if as_json:
             emit_json(where)
         else:
-            out.print("[bold]11. Ở đâu / where everything is[/]")
+            out.print("[bold]12. Ở đâu / where everything is[/]")
             for k, v_ in where.items():
-                if k not in ("tiers", "copies", "audit", "damage", "access"):  # shown above
+                if k not in ("tiers", "copies", "audit", "damage", "access", "search"):  # shown above
                     out.print(f"   {k}: {v_}")
             out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
                       f"[bold]preserve tiers status --repo {repo_dir}[/], "
-                      f"[bold]preserve access log --repo {repo_dir}[/]")
+                      f"[bold]preserve access log --repo {repo_dir}[/], "
+                      f"[bold]preserve search \"{found_by_search.get('plain') or 'hai duong'}\" --repo {repo_dir}[/]")
         return 0
     finally:
         repo.close()
@@ -131,10 +133,56 @@ def _access_demo(repo, repo_dir: Path, aips: list[dict], say) -> dict:
             "watermark": dip["watermark"], "refused": refused}
 
 
+def _search_demo(repo, aips: list[dict], say) -> dict:
+    """Find a document by a word of its OCR text, typed without diacritics and with them."""
+    import re
+
+    from ..ocr.engine import extract_text
+    from ..search.fold import fold
+
+    if not aips:
+        return {}
+    info = repo.show_aip(aips[0]["id"])
+    doc = info["documents"][0]
+    ocr = repo.aip_dir(aips[0]["id"]) / "data/representations/ocr/data" / f"{doc['docCode']}.pdf"
+    metadata = fold(" ".join(str(v) for v in doc.values() if v) + " " + str(info["dossier"].get("title")))
+    if ocr.is_file():
+        text, source = extract_text(ocr), "OCR"
+    else:  # OCR is off ([ingest] ocr = "off" or PRESERVE_OCR=off): a word of the document's subject instead
+        text, source = str(doc.get("subject") or ""), "metadata"
+    words = [w for w in dict.fromkeys(re.findall(r"\w{5,}", text)) if not w.isdigit() and fold(w) != w.lower()]
+    fresh = [w for w in words if fold(w) not in metadata.split()] if source == "OCR" else []
+
+    def rank(q: str) -> tuple[int | None, dict]:
+        res = repo.search(q, limit=5)
+        return next((n for n, r in enumerate(res["results"], 1) if r["docCode"] == doc["docCode"]), None), res
+
+    best = None  # the rarest candidate that finds the document in the first five, typed either way
+    for w in (fresh + words)[:30]:  # a word only the OCR text holds first, if there is one
+        (r1, res1), (r2, _res2) = rank(fold(w)), rank(w)
+        if r1 and r2 and (best is None or res1["total"] < best[1]):
+            best = (w, res1["total"])
+    if best is None:
+        return {"source": source, "word": None, "found": False}
+    word, plain = best[0], fold(best[0])
+    say(f"[bold]11. Tìm kiếm / search[/] a word of the {source} text of {doc['docCode']}: "
+        f"«{plain}» (không dấu / without diacritics) and «{word}»")
+    out_ = {"source": source, "word": word, "plain": plain, "docCode": doc["docCode"]}
+    for label, q in (("plain", plain), ("with_diacritics", word)):
+        where_, res = rank(q)
+        out_[label] = q
+        out_[f"{label}_total"], out_[f"{label}_rank"] = res["total"], where_
+        top = res["results"][0] if res["results"] else None
+        say(f"   preserve search \"{escape(q)}\": {res['total']} found"
+            + (f"; first: {top['docCode']} — {escape(top['snippet'][:90])}" if top else ""))
+    out_["found"] = bool(out_["plain_rank"] and out_["with_diacritics_rank"])
+    return out_
+
+
 def _damage_one(repo, aip_id: str) -> str:
     """Flip one byte of one scan in the secondary copy, as a failing disk would."""
     info = repo.show_aip(aip_id)
-    pdf = sorted((repo.root / "tiers/secondary" / info["path"]).rglob("*.pdf"))[0]
+    pdf = sorted((repo.root / "tiers/secondary" / info["path"] / "data/representations/original").rglob("*.pdf"))[0]
     raw = bytearray(pdf.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     pdf.write_bytes(bytes(raw))

@@ -102,19 +102,24 @@ def ingest(sip: Path = typer.Argument(..., help="Scan batch: a folder, a .zip, o
            strict: Optional[bool] = typer.Option(None, "--strict/--no-strict",
                                                  help="Refuse the whole batch on any problem (default: [ingest] strict)."),
            officer: Optional[str] = typer.Option(None, help="Officer responsible (default: settings, else $USER)."),
+           no_ocr: bool = typer.Option(False, "--no-ocr",
+                                       help="Skip OCR for this batch (default: [ingest] ocr of preserve.toml)."),
            repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
-    """Validate, then store one signed AIP per valid dossier and copy it to the policy's other tiers.
+    """Validate, then store one signed AIP per valid dossier (with a two-layer PDF/A-2 of each scan made by
+    OCR, unless ocr is off) and copy it to the policy's other tiers.
     Exit 1 if anything was refused or a copy failed (the AIP stays stored; `preserve replicate` catches up)."""
     with handled():
         with _open(repo) as r:
-            res = r.ingest(sip, strict=strict, officer=officer, progress=RichProgress(not json_))
+            res = r.ingest(sip, strict=strict, officer=officer, progress=RichProgress(not json_),
+                           ocr=False if no_ocr else None)
     data = res.to_dict()
     if json_:
         emit_json(data)
     else:
         print_findings([f for f in data["findings"] if f["severity"] != "info"], limit=50)
         for a in data["aips"]:
-            out.print(f"[green]✓[/] {a['fileCode']} → AIP {a['id']}\n    {a['path']}")
+            ocr = f"  (OCR: {a['ocr']})" if a.get("ocr") else ""
+            out.print(f"[green]✓[/] {a['fileCode']} → AIP {a['id']}{ocr}\n    {a['path']}")
         for x in data["refused"]:
             out.print(f"[red]✗[/] {x['fileCode']}: {', '.join(sorted({f['code'] for f in x['findings']}))}"
                       f"\n    quarantine: {x.get('quarantine')}")
@@ -332,6 +337,7 @@ from . import alerts as _alerts  # noqa: E402
 from . import fixity as _fixity  # noqa: E402
 from . import recovery as _recovery  # noqa: E402
 from . import scheduler as _scheduler  # noqa: E402
+from . import search as _search  # noqa: E402
 from . import storage as _storage  # noqa: E402
 from . import users as _users  # noqa: E402
 
@@ -342,6 +348,7 @@ _scheduler.register(app)
 _users.register(app)
 _access.register(app)
 _recovery.register(app)
+_search.register(app)
 
 
 def main() -> None:

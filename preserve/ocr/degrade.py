@@ -23,6 +23,7 @@ LEVELS = {  # rotation (max degrees), gaussian blur radius (px), JPEG quality, s
     "clean": (0.0, 0.0, None, 0, 0.0),
     "mild": (0.6, 0.6, 75, 40, 0.3),
     "heavy": (1.5, 1.2, 40, 250, 0.7),
+    "tilted": (3.0, 0.6, 75, 40, 0.3),  # mild defects, but fed crooked: up to ±3°, common on a flatbed
 }
 
 
@@ -108,3 +109,22 @@ def degrade(img: Image.Image, level: str, seed: int) -> Image.Image:
         out.save(buf, "JPEG", quality=quality)
         out = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     return out
+
+
+def sample_spec(seed: int) -> dict:
+    """A `preserve.sip.sample.render_pages` spec (two-column Party header, signer), drawn from the text bank."""
+    bank, rng = text_bank(), random.Random(seed)
+    organ, kind = rng.choice(bank["organs"]), rng.choice(bank["types"])
+    noun, issued = rng.choice(bank["topics"]), date(rng.randint(1955, 1965), rng.randint(1, 12), rng.randint(1, 28))
+    fill = {"noun": noun, "year": issued.year, "year1": issued.year + 1, "q": rng.randint(1, 4)}
+    return {"seed": rng.getrandbits(32), "organ": organ, "type": kind["name"], "number": str(rng.randint(1, 150)),
+            "notation": f"{kind['abbr']}/{organ['suffix']}", "date": issued,
+            "subject": rng.choice(bank["subjects"]).format(**fill), "signer": rng.choice(bank["signers"]),
+            "noun": noun, "paper": (246, 241, 225), "body_font": "DejaVuSerif"}
+
+
+def header_columns(spec: dict) -> tuple[list[str], list[str]]:
+    """The lines of a sample page's two-column header, each column top to bottom (NFC): (left, right)."""
+    left = [*spec["organ"]["header"], f"Số {spec['number']}-{spec['notation']}"]
+    right = ["ĐẢNG CỘNG SẢN VIỆT NAM", f"{text_bank()['fonds']['place']}, {_viet_date(spec['date'])}"]
+    return [unicodedata.normalize("NFC", x) for x in left], [unicodedata.normalize("NFC", x) for x in right]

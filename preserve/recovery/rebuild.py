@@ -34,7 +34,7 @@ from ..progress import NullProgress
 from .restore import JOURNAL, aip_id_of
 
 EVENTLOG_FILES = ("events.jsonl", "chain-head.json", "access.json")
-SCANS = "data/representations/"
+SCANS = "data/representations/original/"  # the scans: read by the next audit (OCR derivatives are read now, for their text)
 
 
 @dataclass
