@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := restic openssl fonts-dejavu-core poppler-utils openssh-server openssh-client ocrmypdf tesseract-ocr-vie
+APT_PACKAGES := restic openssl fonts-dejavu-core poppler-utils openssh-server openssh-client ocrmypdf tesseract-ocr-vie \
+                chromium
 
 .PHONY: setup demo test bench clean
 
@@ -19,8 +20,18 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+DEMO_PORT ?= 8080
+
+# the demo, then its web application left running in the background (stopped by the next `make demo`)
 demo: setup
+	@if [ -f .demo-web.pid ]; then kill $$(cat .demo-web.pid) 2>/dev/null || true; rm -f .demo-web.pid; sleep 1; fi
 	$(VENV)/bin/preserve demo --repo ./demo-data
+	@nohup $(VENV)/bin/preserve serve --repo ./demo-data --port $(DEMO_PORT) > demo-web.log 2>&1 & echo $$! > .demo-web.pid
+	@for i in 1 2 3 4 5 6 7 8 9 10; do sleep 1; $(PY) -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(DEMO_PORT)/login', timeout=2)" 2>/dev/null && break; done; \
+	if $(PY) -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$(DEMO_PORT)/login', timeout=2)" 2>/dev/null; then \
+	  echo ""; echo "Web: http://127.0.0.1:$(DEMO_PORT)/  (đăng nhập / sign in: quantri, luutru or bandoc; mật khẩu / password: demo-mat-khau)"; \
+	  echo "     stop it: kill \$$(cat .demo-web.pid)"; \
+	else echo "The web application did not start: see demo-web.log (port $(DEMO_PORT) in use? make demo DEMO_PORT=8081)"; fi
 
 # one pytest worker per core; each test file stays on one worker (its module fixtures are built once)
 test: setup
@@ -30,4 +41,5 @@ bench: setup
 	$(PY) bench/ingest.py
 
 clean:
-	rm -rf demo-data .pytest_cache
+	@if [ -f .demo-web.pid ]; then kill $$(cat .demo-web.pid) 2>/dev/null || true; rm -f .demo-web.pid; fi
+	rm -rf demo-data demo-web.log .pytest_cache

@@ -501,6 +501,142 @@ class Repository:
         return access_log(self.catalog.engine, user, parse_since(since, self.settings.timezone), limit)
 
     # ------------------------------------------------------------------ keys
+    # ------------------------------------------------------------------ web: browse and AIP view (preserve/web/browse.py)
+    def _browse_visible(self, user: str | None):
+        from .access.visibility import visibility_for
+
+        return visibility_for(self.users().require(user)) if user else None
+
+    def browse_fonds(self, *, user: str | None = None) -> list[dict[str, Any]]:
+        """Fonds with what `user` may see of them (None: everything): code, name, dossiers, documents, pages."""
+        from .catalog import browse
+
+        return browse.fonds_list(self.catalog.engine, self._browse_visible(user))
+
+    def browse_dossiers(self, fonds: str, *, type_name: str | None = None, date_from: str | None = None,
+                        date_to: str | None = None, mode: str | None = None, user: str | None = None,
+                        limit: int = 50, offset: int = 0) -> dict[str, Any] | None:
+        """A page of a fonds' dossiers (preserve.catalog.browse.dossiers); type and mode as code or name, dates
+        dd/mm/yyyy, mm/yyyy or yyyy (overlap with the dossier's span). None when the fonds is unknown."""
+        from .catalog import browse
+        from .sip.fields import parse_date
+        from .sip.profile import load_profile
+
+        if browse.get_fonds(self.catalog.engine, fonds) is None:
+            return None
+        profile = load_profile(self.settings.profile)
+
+        def code(list_name: str, value: str | None, what: str) -> str | None:
+            if not value or not str(value).strip():
+                return None
+            found = profile.resolve_code(list_name, value)
+            if found is None:
+                raise UsageError(f"Không có {what} '{value}' / unknown {list_name} '{value}'.",
+                                 hint=f"Use a code or a name: {profile.allowed(list_name)}.")
+            return found
+
+        def day(value: str | None, which: str, last: bool) -> str | None:
+            if not value or not str(value).strip():
+                return None
+            parsed = parse_date(str(value))
+            if parsed is None:
+                raise UsageError(f"Ngày không hợp lệ / not a date: {which} {value}",
+                                 hint="Write dd/mm/yyyy, mm/yyyy, yyyy or yyyy-mm-dd, e.g. 01/01/2020.")
+            y, m, d = parsed.latest if last else parsed.earliest
+            return f"{y:04d}-{m:02d}-{d:02d}"
+
+        filters = browse.DossierFilters(type_code=code("typeName", type_name, "loại văn bản"),
+                                        date_lo=day(date_from, "from", False), date_hi=day(date_to, "to", True),
+                                        mode=code("mode", mode, "chế độ sử dụng"))
+        return browse.dossiers(self.catalog.engine, fonds, filters, self._browse_visible(user), limit, offset)
+
+    def browse_dossier(self, file_code: str, *, user: str | None = None) -> dict[str, Any] | None:
+        """One dossier with the documents `user` may see; None when unknown or none of it is visible."""
+        from .catalog import browse
+
+        return browse.dossier(self.catalog.engine, file_code, self._browse_visible(user))
+
+    def browse_document(self, doc_code: str, *, user: str | None = None) -> dict[str, Any] | None:
+        """One document; None when unknown or `user` may not see it."""
+        from .catalog import browse
+
+        return browse.document(self.catalog.engine, doc_code, self._browse_visible(user))
+
+    def aip_visible(self, aip_id: str, *, user: str | None = None) -> bool:
+        """Whether `user` may see some document of the dossier this AIP version holds."""
+        from .catalog import browse
+
+        return browse.aip_visible(self.catalog.engine, aip_id, self._browse_visible(user))
+
+
+    # ------------------------------------------------------------------ web: ingest, access, audits (preserve/web/work.py)
+    def uploads(self):
+        """Uploaded batches waiting in staging (preserve.workdesk.Uploads), at most the zip limit each."""
+        from .workdesk import Uploads
+
+        return Uploads(self.settings.staging, self._limits().max_total_bytes)
+
+    def validation_report(self, sip: Path) -> dict[str, Any]:
+        """Validate a batch against this repository: valid, findings (dicts), dossiers, accepted, refused."""
+        from .workdesk import validation_report
+
+        v = self.validate(Path(sip))
+        try:
+            return validation_report(v)
+        finally:
+            v.package.close()
+
+    def access_copy_dir(self, request_id: str) -> Path:
+        """Where the web app keeps the access copies of a request: <repository>/dip/<request id>/."""
+        from .workdesk import copy_dir
+
+        return copy_dir(self.root, request_id)
+
+    def latest_access_copy(self, request_id: str) -> Path | None:
+        from .workdesk import latest_copy
+
+        return latest_copy(self.root, request_id)
+
+    def audit_reports(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest HTML audit reports in <repository>/reports/."""
+        from .workdesk import audit_reports
+
+        return audit_reports(self.root, limit)
+
+    def audit_report_path(self, name: str) -> Path:
+        """The path of one report in <repository>/reports/ (FileNotFoundError for any other name)."""
+        from .workdesk import audit_report_path
+
+        return audit_report_path(self.root, name)
+
+    def write_audit_report(self, result) -> Path:
+        """Write an AuditResult's HTML report to <repository>/reports/audit-<time>.html."""
+        from .fixity.report import write_report
+        from .workdesk import reports_dir
+
+        stamp = self.now().replace(":", "").replace("+", "p")[:24]
+        path = reports_dir(self.root) / f"audit-{stamp}-{uuid.uuid4().hex[:6]}.html"
+        return write_report(path, result.to_dict(), self.settings.organisation, self.root)
+
+    def damaged_replicas(self) -> list[dict[str, Any]]:
+        """Replicas whose status is damaged or missing."""
+        from .workdesk import damaged_replicas
+
+        return damaged_replicas(self.catalog)
+
+    def recent_repairs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest repair events (newest first), from the last 5000 events."""
+        from .workdesk import repairs
+
+        return repairs(self.events(limit=5000), limit)
+
+    def scheduler_status(self) -> dict[str, Any]:
+        """What `preserve scheduler status` shows: each job's trigger, last run, next run, overdue."""
+        from .schedule import load_plan, status
+
+        return status(self.settings, load_plan(self))
+
+
     def import_keys(self, key: Path, cert: Path) -> dict[str, Any]:
         from .keys import import_keys, key_info
 

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from ..catalog import chain
 from ..catalog.db import read_session, write_session
-from ..catalog.models import UserAccount, UserGrant
+from ..catalog.models import ApiToken, UserAccount, UserGrant
 from ..errors import UsageError
 from . import events
 from .rules import ROLES, User
@@ -22,6 +22,12 @@ from .rules import ROLES, User
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 MIN_PASSWORD = 10
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory parameters (64 MiB, 3 passes)
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_password(password: str) -> str:
@@ -86,6 +92,40 @@ class Users:
                 row.password_hash = _hasher.hash(password)
                 s.add(row)
         return self.get(name)
+
+    def create_token(self, name: str, label: str = "") -> str:
+        """A new API token for `name` (shown once: only its SHA-256 is kept), recorded as an event."""
+        import secrets
+
+        user = self.require(name)
+        token = "pst_" + secrets.token_urlsafe(32)
+        when = self.now()
+        with write_session(self.engine) as s:
+            s.add(ApiToken(user_name=user.name, token_sha256=_sha256(token), label=label.strip(), created=when))
+            self._event(s, when, f"API token made for {user.name}" + (f" ({label.strip()})" if label.strip() else ""),
+                        user.name)
+        return token
+
+    def revoke_tokens(self, name: str) -> int:
+        user = self.require(name)
+        with write_session(self.engine) as s:
+            rows = s.exec(select(ApiToken).where(ApiToken.user_name == user.name, ApiToken.revoked == False)).all()  # noqa: E712
+            for row in rows:
+                row.revoked = True
+                s.add(row)
+            if rows:
+                self._event(s, self.now(), f"{len(rows)} API token(s) of {user.name} revoked", user.name)
+        return len(rows)
+
+    def token_user(self, token: str) -> User | None:
+        """The enabled user an API token belongs to, or None (unknown, revoked, or the account disabled)."""
+        if not token or not token.startswith("pst_"):
+            return None
+        with read_session(self.engine) as s:
+            row = s.exec(select(ApiToken).where(ApiToken.token_sha256 == _sha256(token))).first()
+            name = row.user_name if row is not None and not row.revoked else None
+        user = self.get(name) if name else None
+        return user if user is not None and not user.disabled else None
 
     @staticmethod
     def _grants(s, names: Iterable[str]) -> dict[str, list[str]]:

@@ -398,6 +398,12 @@ class Catalog:
 
         return export_access(self.engine)
 
+    def last_verified_by_tier(self) -> dict[str, str | None]:
+        """tier -> the time the most recently verified replica on it was verified (None: never)."""
+        with read_session(self.engine) as s:
+            rows = s.exec(select(Replica.tier, func.max(Replica.verified_at)).group_by(Replica.tier)).all()
+        return {tier: when for tier, when in rows}
+
     def search(self, query: str, **filters: Any) -> dict[str, Any]:
         """Full-text search of documents (preserve.search.index.search: fonds, type_code, date_from, date_to,
         visible, limit)."""

@@ -265,6 +265,18 @@ class UserGrant(CatalogModel, table=True):
     granted_by: str
 
 
+class ApiToken(CatalogModel, table=True):
+    """A token for the web application's JSON API (`Authorization: Bearer …`): only its SHA-256 is kept."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    user_name: str = Field(foreign_key="user_account.name", index=True)
+    token_sha256: str = Field(unique=True)
+    label: str = ""
+    created: str
+    revoked: bool = False
+
+
 class AccessRequest(CatalogModel, table=True):
     __tablename__ = "access_request"
     id: str = Field(primary_key=True)                # "YC-20261201-7F3A9C": short enough to read out and type

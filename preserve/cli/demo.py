@@ -87,14 +87,19 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
             "copies": copies, "audit": {"replicas": len(audit.audits), "damaged": len(audit.damaged)},
             "damage": {"file": damaged, "found": found, "repaired": [x["status"] for x in fixed.repairs]},
             "access": access, "search": found_by_search,
+            "web_users": {"quantri": "admin", "luutru": "archivist", "bandoc": "reader"},
+            "web_password": DEMO_PASSWORD,
         }
         if as_json:
             emit_json(where)
         else:
             out.print("[bold]12. Ở đâu / where everything is[/]")
             for k, v_ in where.items():
-                if k not in ("tiers", "copies", "audit", "damage", "access", "search"):  # shown above
+                if k not in ("tiers", "copies", "audit", "damage", "access", "search", "web_users",
+                             "web_password"):  # shown above, or below
                     out.print(f"   {k}: {v_}")
+            out.print(f"   web: [bold]preserve serve --repo {repo_dir}[/] → http://127.0.0.1:8080/  users quantri "
+                      f"(admin), luutru (archivist), bandoc (reader), password [bold]{DEMO_PASSWORD}[/]")
             out.print(f"   try: [bold]preserve --help[/], [bold]preserve aips show {first} --repo {repo_dir}[/], "
                       f"[bold]preserve tiers status --repo {repo_dir}[/], "
                       f"[bold]preserve access log --repo {repo_dir}[/], "
@@ -104,12 +109,16 @@ def run_demo(repo_dir: Path, as_json: bool) -> int:
         repo.close()
 
 
+DEMO_PASSWORD = "demo-mat-khau"  # the demo's users only (printed by the demo); never for a real repository
+
+
 def _access_demo(repo, repo_dir: Path, aips: list[dict], say) -> dict:
     """A reader asks for a copy of a document; an archivist approves it when the rules require it; the access
     copy is made from a replica verified now. Also a refusal: the reader asks for a whole secret dossier."""
     users = repo.users()
-    users.add("luutru", "archivist", full_name="Lê Thị Lan")
-    users.add("bandoc", "reader", full_name="Nguyễn Thị Hòa")
+    users.add("quantri", "admin", full_name="Phạm Văn Quản", password=DEMO_PASSWORD)
+    users.add("luutru", "archivist", full_name="Lê Thị Lan", password=DEMO_PASSWORD)
+    users.add("bandoc", "reader", full_name="Nguyễn Thị Hòa", password=DEMO_PASSWORD)
     reqs = repo.access_requests()
     level = {a["fileCode"]: reqs.resolve(dossier=a["fileCode"])[0].level for a in aips}
     plain = next((a for a in aips if level[a["fileCode"]] == "conditional"),  # shows the archivist's approval

@@ -340,6 +340,7 @@ from . import scheduler as _scheduler  # noqa: E402
 from . import search as _search  # noqa: E402
 from . import storage as _storage  # noqa: E402
 from . import users as _users  # noqa: E402
+from . import web as _web  # noqa: E402
 
 _storage.register(app)
 _fixity.register(app)
@@ -349,6 +350,7 @@ _users.register(app)
 _access.register(app)
 _recovery.register(app)
 _search.register(app)
+_web.register(app)
 
 
 def main() -> None:

@@ -110,6 +110,24 @@ def register(app: typer.Typer) -> None:
         """Enable a disabled account again."""
         _state(name, False, repo, json_)
 
+    @users_app.command("token")
+    def token(name: str = typer.Argument(..., help="The user the token acts as."),
+              label: str = typer.Option("", "--label", help="What the token is for, e.g. 'báo cáo hằng tuần'."),
+              revoke: bool = typer.Option(False, "--revoke", help="Revoke every token of this user instead."),
+              repo: Optional[Path] = RepoOpt, json_: bool = JsonOpt) -> None:
+        """Make a token for the web application's JSON API (Authorization: Bearer TOKEN), shown once; or revoke
+        them all."""
+        with handled(), open_repo(repo) as r:
+            if revoke:
+                n = r.users().revoke_tokens(name)
+                emit_json({"user": name, "revoked": n}) if json_ else out.print(f"Đã thu hồi / revoked: {n}")
+                return
+            tok = r.users().create_token(name, label)
+        if json_:
+            emit_json({"user": name, "token": tok})
+        else:
+            out.print(f"[bold]{tok}[/]\n[dim]Chỉ hiện một lần; giữ như mật khẩu. / Shown once; keep it like a password.[/]")
+
     @users_app.command("grant")
     def grant(name: str, fonds: list[str] = typer.Option(..., "--fonds", help="Fonds code (repeatable)."),
               revoke: bool = typer.Option(False, "--revoke", help="Take these fonds away instead."),

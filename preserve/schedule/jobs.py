@@ -95,6 +95,8 @@ def audit_job(repo: Any, spec: JobSpec) -> tuple[bool, str]:
     window = spec.window.total_seconds() if spec.window else None
     res = repo.audit(tier=spec.tier, due=True, time_limit=window)
     d = res.to_dict()
+    if res.audits or res.damaged:
+        repo.write_audit_report(res)  # the HTML report, listed on the web app's audits page
     damaged = len(res.damaged)
     vi = f"tầng '{spec.tier}': kiểm tra {d.get('replicas', 0)} bản sao, hỏng/thiếu {damaged}"
     en = f"tier '{spec.tier}': {d.get('replicas', 0)} replica(s) audited, {damaged} damaged or missing"
