@@ -56,8 +56,32 @@ TEXT: dict[str, tuple[str, str]] = {  # key -> (Vietnamese, English)
 }
 
 
+EVENTS: dict[str, tuple[str, str]] = {  # PREMIS event types (LoC vocabulary) and outcomes, as shown
+    "ev.validation": ("kiểm tra hợp lệ", "validation"),
+    "ev.format identification": ("nhận dạng định dạng", "format identification"),
+    "ev.message digest calculation": ("tính mã băm", "message digest calculation"),
+    "ev.ingestion": ("nộp lưu", "ingestion"),
+    "ev.creation": ("tạo lập", "creation"),
+    "ev.replication": ("sao chép", "replication"),
+    "ev.fixity check": ("kiểm tra toàn vẹn", "fixity check"),
+    "ev.dissemination": ("cung cấp bản sao", "dissemination"),
+    "ev.recovery": ("khôi phục", "recovery"),
+    "ev.access request": ("yêu cầu khai thác", "access request"),
+    "ev.access refusal": ("từ chối khai thác", "access refusal"),
+    "ev.access approval": ("duyệt khai thác", "access approval"),
+    "ev.access denial": ("không duyệt khai thác", "access denial"),
+    "ev.user administration": ("quản lý người dùng", "user administration"),
+    "ev.success": ("thành công", "success"),
+    "ev.failure": ("thất bại", "failure"),
+    "ev.warning": ("cảnh báo", "warning"),
+}
+TEXT.update(EVENTS)
+
+
 def t(key: str, lang: str = "vi", **params: Any) -> str:
-    vi, en = TEXT.get(key, (key, key))
+    """The label for `key`; an unknown "prefix.value" key shows the value itself (e.g. a new event type)."""
+    fallback = key.split(".", 1)[1] if key.startswith("ev.") else key
+    vi, en = TEXT.get(key, (fallback, fallback))
     text = en if lang == "en" else vi
     return text.format(**params) if params else text
 
