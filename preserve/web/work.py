@@ -159,14 +159,14 @@ def upload_report(repo, upload_id: str) -> dict[str, Any]:
     return {"upload": meta, **report}
 
 
-def ingest_upload(repo, upload_id: str, user) -> dict[str, Any]:
+def ingest_upload(repo, upload_id: str, user, progress=None) -> dict[str, Any]:
     """Ingest an uploaded batch as `user`; the upload is removed afterwards (refused dossiers go to quarantine)."""
     uploads = repo.uploads()
     try:
         path = uploads.zip_path(upload_id)
     except UsageError:
         raise HTTPException(status_code=404, detail=f"no upload {upload_id}") from None
-    result = repo.ingest(path, officer=user.name)
+    result = repo.ingest(path, officer=user.name, progress=progress)
     uploads.remove(upload_id)
     data = result.to_dict()
     data.pop("replication", None)
@@ -279,12 +279,38 @@ def ingest_report_page(request: Request, upload_id: str):
     return render(request, "ingest_report.html", **upload_report(repo_of(request), upload_id))
 
 
+def _jobs(request: Request):
+    from .jobs import Jobs
+
+    app = request.app
+    if not hasattr(app.state, "jobs"):
+        app.state.jobs = Jobs()
+    return app.state.jobs
+
+
 @router.post("/ingest/{upload_id}/ingest")
 def ingest_now_page(request: Request, upload_id: str, csrf: str = Form("")):
+    """Start the ingest in the background (OCR takes seconds a page) and show its progress."""
     user = security.require(request, "ingest")
     security.check_csrf(request, csrf)
-    result = ingest_upload(repo_of(request), upload_id, user)
-    return render(request, "ingest_result.html", result=result)
+    repo = repo_of(request)
+    repo.uploads().zip_path(upload_id)  # 404-like UsageError now, not in the background
+    _jobs(request).start(upload_id, user.name, lambda progress: ingest_upload(repo, upload_id, user, progress),
+                         lambda e: (message_of(e), getattr(e, "hint", None)))
+    return RedirectResponse(f"/ingest/{upload_id}/progress", status_code=303)
+
+
+@router.get("/ingest/{upload_id}/progress")
+def ingest_progress_page(request: Request, upload_id: str):
+    user = security.require(request, "ingest")
+    job = _jobs(request).get(upload_id)
+    if job is None or (job.owner != user.name and not user.may("manage-users")):
+        raise HTTPException(status_code=404, detail=f"no ingest of upload {upload_id}")
+    if job.state == "finished":
+        return render(request, "ingest_result.html", result=job.result)
+    if job.state == "failed":
+        return render(request, "error.html", 400, message=job.error, hint=job.hint)
+    return render(request, "ingest_progress.html", job=job)
 
 
 @router.post("/ingest/{upload_id}/discard")

@@ -206,7 +206,7 @@ def uploaded(browser, site):
         s.shot("ingest-report")
         with page.expect_navigation(timeout=60_000):
             page.click("#ingest-now")
-        page.wait_for_selector("#ingest-result")
+        page.wait_for_selector("#ingest-result", timeout=120_000)  # the progress page refreshes until done
         stored = page.locator("#ingest-result .stored").all_inner_texts()
         refused = page.locator("#ingest-result .refused").all_inner_texts()
         return SimpleNamespace(report=report, stored=stored, refused=refused, result_url=page.url)

@@ -8,6 +8,7 @@ import importlib.util
 import io
 import re
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -111,7 +112,15 @@ def test_upload_report_and_ingest(as_user, world, batch_zip):
     assert report.status_code == 200
     assert re.search(r'id="valid"[^>]*>có<', report.text), report.text[:3000]
     assert 'id="findings"' in report.text and 'id="ingest-now"' in report.text
-    done = c.post(f"/ingest/{upload_id}/ingest", data={"csrf": csrf_of(report.text)})
+    started = c.post(f"/ingest/{upload_id}/ingest", data={"csrf": csrf_of(report.text)})
+    assert started.status_code == 303 and started.headers["location"] == f"/ingest/{upload_id}/progress"
+    done = c.get(started.headers["location"])  # runs in the background; the page refreshes itself meanwhile
+    for _ in range(300):
+        if 'id="ingest-running"' not in done.text:
+            break
+        assert 'http-equiv="refresh"' in done.text and 'id="ingest-progress"' in done.text
+        time.sleep(0.1)
+        done = c.get(started.headers["location"])
     assert done.status_code == 200, done.text[:1000]
     assert 'id="ingest-result"' in done.text
     assert done.text.count('class="stored"') == 2 and 'class="refused"' not in done.text
