@@ -177,7 +177,7 @@ def audit_report_path(root: Path, name: str) -> Path:
 
 
 def damaged_replicas(catalog) -> list[dict[str, Any]]:
-    return [r for r in catalog.replicas() if r.get("status") in ("damaged", "missing")]
+    return catalog.replicas(statuses=("damaged", "missing"), limit=500)
 
 
 def repairs(events: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:

@@ -275,16 +275,22 @@ class Catalog:
             out["events"] = [chain.row_dict(e) for e in events]
             return out
 
-    def replicas(self, aip_id: str | None = None, tier: str | None = None) -> list[dict[str, Any]]:
-        """Replica rows, optionally of one AIP and/or one tier: {aip, tier, path, status, last_verified}."""
+    def replicas(self, aip_id: str | None = None, tier: str | None = None,
+                 statuses: Iterable[str] | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Replica rows, optionally of one AIP, one tier and/or some statuses (at most `limit`):
+        {aip, tier, path, status, last_verified}."""
         with read_session(self.engine) as s:
             query = select(Replica)
             if aip_id is not None:
                 query = query.where(Replica.aip_id == aip_id)
             if tier is not None:
                 query = query.where(Replica.tier == tier)
-            return [{"aip": r.aip_id, **_replica_dict(r)}
-                    for r in s.exec(query.order_by(Replica.aip_id, Replica.tier))]
+            if statuses is not None:
+                query = query.where(Replica.status.in_(list(statuses)))
+            query = query.order_by(Replica.aip_id, Replica.tier)
+            if limit is not None:
+                query = query.limit(limit)
+            return [{"aip": r.aip_id, **_replica_dict(r)} for r in s.exec(query)]
 
     def require_aips(self, aip_ids: Iterable[str] | None) -> None:
         """Refuse (UsageError, exit 2) AIP ids the catalog does not know; None names no AIP."""

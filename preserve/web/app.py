@@ -30,6 +30,7 @@ NAV = [  # (path, label key, actions that show it; empty: every signed-in user)
     ("/ingest", "ingest", ("ingest",)),
     ("/access", "access", ("request", "approve")),
     ("/audits", "audits", ("audit", "report")),
+    ("/users", "users", ("manage-users",)),
 ]
 
 
@@ -84,7 +85,7 @@ def create_app(root: Path | str, *, https_only: bool = False) -> FastAPI:
             return JSONResponse({"error": str(exc), "hint": hint}, status_code=400)
         return render(request, "error.html", 400, message=str(exc), hint=hint)
 
-    from . import api, browse, browse_api, pages, work, work_api
+    from . import api, browse, browse_api, pages, users, work, work_api
 
     app.include_router(pages.router)
     app.include_router(browse.router)
@@ -92,4 +93,5 @@ def create_app(root: Path | str, *, https_only: bool = False) -> FastAPI:
     app.include_router(api.router)
     app.include_router(browse_api.router)
     app.include_router(work_api.router)
+    app.include_router(users.router)
     return app
