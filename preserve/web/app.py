@@ -34,6 +34,11 @@ NAV = [  # (path, label key, actions that show it; empty: every signed-in user)
 ]
 
 
+# the upload page's few lines of script are inline; everything else comes from this server only
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
 def lang_of(request: Request) -> str:
     lang = request.cookies.get("lang", "vi")
     return lang if lang in i18n.LANGS else "vi"
@@ -60,13 +65,25 @@ def create_app(root: Path | str, *, https_only: bool = False) -> FastAPI:
     app = FastAPI(title="preserve", version=__import__("preserve").__version__,
                   description="Kho lưu trữ số / Digital preservation repository: JSON API (sign in, or "
                               "`Authorization: Bearer TOKEN` from `preserve users token NAME`).",
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+                  docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)  # no CDN-hosted viewer: works offline
     app.state.repo = repo
     app.state.limiter = security.SignInLimiter()
     app.add_middleware(SessionMiddleware, secret_key=security.session_secret(repo.settings.keys_dir),
                        session_cookie=security.SESSION_COOKIE, max_age=security.SESSION_HOURS * 3600,
                        same_site="strict", https_only=https_only)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        """No framing (clickjacking), no MIME sniffing, nothing loaded from elsewhere, no referrer leaks."""
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if request.url.path != "/login" and not request.url.path.startswith("/static"):
+            response.headers.setdefault("Cache-Control", "no-store")  # records' pages are not kept by browsers
+        return response
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

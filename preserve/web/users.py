@@ -7,12 +7,12 @@ Every change goes through the Users store made with the signed-in administrator 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from ..access.rules import ROLES
+from ..access.rules import ROLES, User
 from ..errors import UsageError
 from . import i18n, security, users_text  # noqa: F401 - users_text adds the labels
 from .api import api_user
@@ -23,6 +23,7 @@ api_router = APIRouter(prefix="/api", tags=["api"])
 router = APIRouter()  # both, included at the end of this module (app.py includes `router`)
 
 ACTION = "manage-users"
+Caller = Annotated[User, Depends(api_user)]  # 401 without a session or token; CSRF header with a session
 
 
 # ---- operations shared by the pages and the API ----------------------------------------------------------------
@@ -187,25 +188,27 @@ def user_tokens_revoke(request: Request, name: str, csrf: str = Form("")):
 
 
 # ---- JSON API ----------------------------------------------------------------------------------------------------
+NEW_USER_EXAMPLE = {"name": "nguyenvana", "role": "reader", "full_name": "Nguyễn Văn A", "fonds": ["F01"],
+                    "password": "mot cum tu du dai"}
+
+
 @api_router.get("/users")
-def api_users(request: Request, user=Depends(api_user)) -> dict[str, Any]:
+def api_users(request: Request, user: Caller) -> dict[str, Any]:
     """Every user: name, full_name, role, disabled, fonds, can_sign_in, created, updated (administrators)."""
     security.require(request, ACTION)
     return {"users": request.app.state.repo.users().list()}
 
 
 @api_router.get("/users/{name}")
-def api_user_show(request: Request, name: str, user=Depends(api_user)) -> dict[str, Any]:
+def api_user_show(request: Request, name: str, user: Caller) -> dict[str, Any]:
     """One user (administrators)."""
     admin = security.require(request, ACTION)
     return existing(store_of(request, admin), name)
 
 
 @api_router.post("/users", status_code=201)
-def api_users_add(request: Request, user=Depends(api_user),
-                  body: dict[str, Any] = Body(..., examples=[{"name": "nguyenvana", "role": "reader",
-                                                              "full_name": "Nguyễn Văn A", "fonds": ["F01"],
-                                                              "password": "mot cum tu du dai"}])) -> Any:
+def api_users_add(request: Request, user: Caller,
+                  body: Annotated[dict[str, Any], Body(examples=[NEW_USER_EXAMPLE])]) -> Any:
     """Add a user: {name, role, full_name, fonds (list or comma-separated), password (at least 10 characters;
     without it the account cannot sign in yet)}. 400 {"error", "hint"} for a bad name, a duplicate, a short
     password or an unknown role."""
@@ -218,14 +221,14 @@ def api_users_add(request: Request, user=Depends(api_user),
 
 
 @api_router.post("/users/{name}/disable")
-def api_user_disable(request: Request, name: str, user=Depends(api_user)) -> dict[str, Any]:
+def api_user_disable(request: Request, name: str, user: Caller) -> dict[str, Any]:
     """Disable an account (not one's own): it can no longer sign in or use its tokens."""
     admin = security.require(request, ACTION)
     return set_state(store_of(request, admin), admin, name, True)
 
 
 @api_router.post("/users/{name}/enable")
-def api_user_enable(request: Request, name: str, user=Depends(api_user)) -> dict[str, Any]:
+def api_user_enable(request: Request, name: str, user: Caller) -> dict[str, Any]:
     """Enable a disabled account again."""
     admin = security.require(request, ACTION)
     return set_state(store_of(request, admin), admin, name, False)

@@ -102,3 +102,11 @@ def test_preserve_users_token_makes_a_token_the_api_accepts(web_world, client):
     p = subprocess.run([preserve, "users", "token", "nobody", "--repo", str(web_world.root)], capture_output=True,
                        text=True)
     assert p.returncode == 2 and "nobody" in p.stderr
+
+
+def test_pages_carry_security_headers(client):
+    resp = client.get("/login")
+    csp = resp.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+    assert resp.headers["x-frame-options"] == "DENY" and resp.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/aips").headers["cache-control"] == "no-store"
