@@ -163,6 +163,18 @@ class Repository:
     def list_aips(self) -> list[dict[str, Any]]:
         return self.catalog.list_aips()
 
+    def find_aip(self, aip_id: str) -> dict[str, Any] | None:
+        """As show_aip, or None when there is no such AIP."""
+        return self.catalog.get_aip(aip_id)
+
+    def counts(self) -> dict[str, int]:
+        """fonds, dossiers, documents, pages, aips, files, bytes held (the catalog's counts)."""
+        return self.catalog.counts()
+
+    def last_verified_by_tier(self) -> dict[str, str | None]:
+        """tier -> when its most recently verified replica was verified."""
+        return self.catalog.last_verified_by_tier()
+
     def show_aip(self, aip_id: str) -> dict[str, Any]:
         info = self.catalog.get_aip(aip_id)
         if info is None:

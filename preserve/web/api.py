@@ -48,6 +48,6 @@ def show_aip(request: Request, aip_id: str, user=Depends(api_user)) -> dict[str,
     """One AIP: dossier, documents, files with digests and formats, replicas, PREMIS events."""
     security.require(request, "read", "audit")
     repo = request.app.state.repo
-    if repo.catalog.get_aip(aip_id) is None:
+    if repo.find_aip(aip_id) is None:
         raise HTTPException(status_code=404, detail=f"no AIP {aip_id}")
     return repo.show_aip(aip_id)

@@ -159,7 +159,7 @@ def search_page(request: Request, q: str = "", fonds: str = "", type: str = "", 
 
 # ------------------------------------------------------------------ AIP view
 def _aip_or_404(repo, aip_id: str) -> dict[str, Any]:
-    if repo.catalog.get_aip(aip_id) is None:
+    if repo.find_aip(aip_id) is None:
         raise HTTPException(status_code=404, detail=f"no AIP {aip_id}")
     return repo.show_aip(aip_id)
 

@@ -7,12 +7,12 @@ from typing import Any
 
 def dashboard_data(repo) -> dict[str, Any]:
     """Counts, each tier's copies, free space and last audit, open alerts, recent events."""
-    counts = repo.catalog.counts()
+    counts = repo.counts()
     try:
         tiers = repo.tiers_status()
     except Exception as e:  # noqa: BLE001 - a broken policy or tier must not hide the rest of the dashboard
         tiers = [{"tier": "?", "kind": "", "reachable": False, "detail": str(e)}]
-    last = repo.catalog.last_verified_by_tier()
+    last = repo.last_verified_by_tier()
     for row in tiers:
         row["last_audit"] = last.get(row.get("tier"))
     alerts = repo.alerter().open_problems()

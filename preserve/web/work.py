@@ -246,7 +246,7 @@ def audits_data(repo) -> dict[str, Any]:
     except PreserveError as e:
         scheduler, scheduler_error = None, str(e)
     return {"reports": repo.audit_reports(), "damaged": repo.damaged_replicas(), "repairs": repo.recent_repairs(),
-            "last_verified": repo.catalog.last_verified_by_tier(), "scheduler": scheduler,
+            "last_verified": repo.last_verified_by_tier(), "scheduler": scheduler,
             "scheduler_error": scheduler_error}
 
 
