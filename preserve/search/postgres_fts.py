@@ -145,7 +145,7 @@ class _Search:
         return where + self.cond, params
 
     def candidates(self, conn: Any, q: Query, tier: Any, f: Any, n: int) -> list[int]:
-        if not tier.exact and not tier.meta_only and self.newest is not None \
+        if not tier.exact and not tier.meta_only and not tier.phrase and self.newest is not None \
                 and (n <= len(self.newest) or self.complete):
             return self.newest[:n]  # what count() read already
         where, params = self.where(q, tier.exact, tier.meta_only)

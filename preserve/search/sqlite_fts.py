@@ -186,7 +186,7 @@ class _Search:
         return " AND ".join([f"({fts5_expr(q.terms, folded_cols, exact_cols)})"] + self.parts)
 
     def candidates(self, conn: Any, q: Query, tier: Any, f: Any, n: int) -> list[int]:
-        if not tier.exact and not tier.meta_only and self.newest is not None \
+        if not tier.exact and not tier.meta_only and not tier.phrase and self.newest is not None \
                 and (n <= len(self.newest) or self.complete):
             return self.newest[:n]  # what count() read already
         t = "search_meta" if tier.meta_only else "search_fts"  # metadata words only: small doclists

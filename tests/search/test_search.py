@@ -105,6 +105,17 @@ def test_metadata_ranks_above_ocr_text(engine):
     assert codes(search(engine, "chinh huan")) == [in_subject.doc_code, in_text.doc_code]
 
 
+def test_words_side_by_side_rank_above_the_same_words_apart(engine):
+    """Unquoted words still match apart, but "uy ban nhan dan" ranks "Ủy ban nhân dân" first."""
+    apart = load(engine, doc(subject="Ban chỉ đạo của Tỉnh ủy về công tác dân vận", text="nhân dân các xã"))[0]
+    together = load(engine, doc(subject="Báo cáo", text="Ủy ban nhân dân tỉnh Hải Dương báo cáo"))[0]
+    newer_apart = load(engine, doc(subject="Ủy viên Ban thường vụ với nhân dân", text=""))[0]
+    res = search(engine, "uy ban nhan dan")
+    assert res["total"] == 3
+    assert codes(res)[0] == together.doc_code, codes(res)
+    assert set(codes(res)) == {apart.doc_code, together.doc_code, newer_apart.doc_code}
+
+
 def test_fonds_and_type_filters(engine):
     a, b, c = load(engine, doc(subject="thủy lợi", fonds_code="TUHD", type_code="01"),
                    doc(subject="thủy lợi", fonds_code="TUHH", type_code="01", file_code="TUHH.01.1"),
