@@ -107,6 +107,7 @@ def test_preserve_users_token_makes_a_token_the_api_accepts(web_world, client):
 def test_pages_carry_security_headers(client):
     resp = client.get("/login")
     csp = resp.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp and "unsafe-inline" not in csp
+    assert client.get("/static/upload.js").status_code == 200
     assert resp.headers["x-frame-options"] == "DENY" and resp.headers["x-content-type-options"] == "nosniff"
     assert client.get("/api/aips").headers["cache-control"] == "no-store"
