@@ -15,12 +15,11 @@ import shutil
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from .errors import UsageError
 
 UPLOAD_PREFIX = "sip-upload-"
-CHUNK = 1 << 20
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _REPORT = re.compile(r"^[\w.-]+\.html$")
 
@@ -40,18 +39,6 @@ class Uploads:
     def begin(self, filename: str, owner: str) -> UploadWriter:
         """A new upload to write chunk by chunk as it arrives (refused at once when not named .zip)."""
         return UploadWriter(self, filename, owner)
-
-    def store(self, source: BinaryIO, filename: str, owner: str) -> str:
-        """Copy an uploaded stream to staging in chunks; refuse (UsageError, nothing kept) a file that is not
-        a .zip or is larger than the repository's zip limit. Returns the upload id."""
-        writer = self.begin(filename, owner)
-        try:
-            while chunk := source.read(CHUNK):
-                writer.write(chunk)
-            return writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
 
     def zip_path(self, upload_id: str) -> Path:
         path = self.folder(upload_id) / "batch.zip"

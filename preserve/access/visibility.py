@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from preserve.search.index import Visibility
 
-from .rules import CLOSED, CONDITIONAL, LEVELS, OPEN, SECRET, User
+from .rules import CONDITIONAL, LEVELS, OPEN, SECRET, User
 
 
 def visibility_for(user: User) -> Visibility:
@@ -17,7 +17,6 @@ def visibility_for(user: User) -> Visibility:
         return Visibility(levels=frozenset(), secret_fonds=frozenset(), fonds_scope=frozenset())
     if user.role == "admin":
         return Visibility(levels=frozenset(LEVELS), secret_fonds=None, fonds_scope=None)
-    scope = frozenset(user.grants) if user.grants else None
-    levels = {OPEN, CONDITIONAL} | ({SECRET} if user.grants else set())
-    assert CLOSED not in levels
-    return Visibility(levels=frozenset(levels), secret_fonds=frozenset(user.grants), fonds_scope=scope)
+    grants = frozenset(user.grants)
+    levels = frozenset({OPEN, CONDITIONAL} | ({SECRET} if grants else set()))  # never CLOSED: admins only
+    return Visibility(levels=levels, secret_fonds=grants, fonds_scope=grants or None)

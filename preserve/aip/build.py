@@ -18,7 +18,7 @@ from ..digest import copy_and_hash, hash_bytes, hash_file
 from ..findings import Finding, Report
 from ..sip.validate import DossierPlan, Validation, check_sum
 from .model import (ROLE_DERIVATIVE, ROLE_DESCRIPTIVE, ROLE_ORIGINAL, ROLE_PACKAGE, ROLE_PRESERVATION,
-                    ROLE_SUBMISSION, Agent, Aip, AipFile, Event)
+                    ROLE_SUBMISSION, SOFTWARE_AGENT, Agent, Aip, AipFile, Event)
 
 ALGORITHMS = ("sha256", "sha512")
 ORIGINAL_DIR = "representations/original/data"
@@ -229,7 +229,7 @@ def _add_ocr(w: _Writer, originals: list[AipFile], file_code: str, now: str, per
 
     A document whose OCR fails keeps its original and gets no derivative: the dossier is still ingested, with a
     W-OCR-FAILED warning and a creation event with outcome failure, so the gap is on record."""
-    from ..ocr.engine import OcrJob, ocr_options, ocr_tools, run_ocr
+    from ..ocr.engine import OcrJob, ocr_tools, run_ocr
     from ..sip.scan import identify
 
     tools = ocr_tools()
@@ -268,11 +268,12 @@ def _add_ocr(w: _Writer, originals: list[AipFile], file_code: str, now: str, per
         for d in (w.bag / "data" / OCR_DIR, (w.bag / "data" / OCR_DIR).parent):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
-    if made:
+    else:
         by_options: dict[str, list[str]] = {}  # a crooked scan gets --deskew: the options differ per document
+        # (OcrResult.options: the ocrmypdf arguments that decide the result, without --jobs or the paths)
         for r in results:
             if r.ok:
-                by_options.setdefault(" ".join(_drop_jobs(r.options or ocr_options())), []).append(r.key)
+                by_options.setdefault(" ".join(r.options), []).append(r.key)
         options = "; ".join(f"{o} ({', '.join(keys)})" if len(by_options) > 1 else o
                             for o, keys in by_options.items())
         objs = [x for af in made for x in (af.derived_from, af.path)]
@@ -282,28 +283,12 @@ def _add_ocr(w: _Writer, originals: list[AipFile], file_code: str, now: str, per
                             f"original(s): {agent.note}; ocrmypdf options: {options}", sw, objs))
         puids = sorted({f"{af.puid} ({af.format_name})" for af in made if af.puid}) or ["not identified"]
         events.append(Event(new_aip_id(), "format identification", now, "success",
-                            "Siegfried/PRONOM: " + "; ".join(puids), [SW_AGENT_ROLE, (person, "implementer")],
+                            "Siegfried/PRONOM: " + "; ".join(puids), [SOFTWARE_AGENT, (person, "implementer")],
                             [af.path for af in made]))
         events.append(Event(new_aip_id(), "message digest calculation", now, "success",
-                            "SHA-256 and SHA-512 of the OCR derivatives", [SW_AGENT_ROLE, (person, "implementer")],
+                            "SHA-256 and SHA-512 of the OCR derivatives", [SOFTWARE_AGENT, (person, "implementer")],
                             [af.path for af in made]))
     return agent, events, findings, texts
-
-
-SW_AGENT_ROLE = ("agent-software-preserve", "executing program")
-
-
-def _drop_jobs(options: list[str]) -> list[str]:
-    """ocrmypdf's arguments without `--jobs N` (a share of the CPU, no effect on the result) and the paths."""
-    out, skip = [], False
-    for o in options:
-        if skip:
-            skip = False
-        elif o in ("--jobs", "-j"):
-            skip = True
-        elif not o.startswith("/"):
-            out.append(o)
-    return out
 
 
 def verify_staged(built: Built) -> list[str]:

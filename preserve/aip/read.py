@@ -96,26 +96,21 @@ def read_aip_files(read: Reader, where: str = "AIP") -> Aip:
         _restore_empty(doc, profile.document, given[profile.document.name])
         doc["pages"] = doc.get("numberOfPage")
     return Aip(mets.aip_id, version, mets.created, profile.name, dossier, documents, files, premis.events,
-               premis.agents, mets.organisation, _received_bag_info(bag, digests), _texts(bag, files, digests))
+               premis.agents, mets.organisation, _received_bag_info(bag, digests), _texts(bag, files))
 
 
-def _texts(bag: "_Bag", files: list[AipFile], digests: dict[str, tuple[str, str]]) -> dict[str, str]:
-    """docCode -> the text layer of its OCR derivative (for search), from bytes checked against the manifest."""
-    import hashlib
-
+def _texts(bag: "_Bag", files: list[AipFile]) -> dict[str, str]:
+    """docCode -> the text layer of its OCR derivative (for search); its bytes are checked by the caller with the
+    manifests, as every payload file's."""
     from ..ocr.engine import extract_text
 
     out: dict[str, str] = {}
     for f in files:
-        if f.role != ROLE_DERIVATIVE or not f.doc_code:
-            continue
-        data = bag.bytes(f"data/{f.path}")
-        if hashlib.sha256(data).hexdigest() != digests[f.path][0]:
-            raise bag.error(f"data/{f.path}", "differs from its SHA-256 in the manifest")
-        with tempfile.TemporaryDirectory(prefix="preserve-read-") as tmp:
-            pdf = Path(tmp) / "ocr.pdf"
-            pdf.write_bytes(data)
-            out[f.doc_code] = extract_text(pdf)
+        if f.role == ROLE_DERIVATIVE and f.doc_code:
+            try:
+                out[f.doc_code] = extract_text(bag.bytes(f"data/{f.path}"))
+            except (RuntimeError, OSError) as exc:  # pdftotext refused it
+                raise bag.error(f"data/{f.path}", f"has no readable text layer ({exc})") from exc
     return out
 
 

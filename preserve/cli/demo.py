@@ -146,6 +146,7 @@ def _search_demo(repo, aips: list[dict], say) -> dict:
     """Find a document by a word of its OCR text, typed without diacritics and with them."""
     import re
 
+    from ..aip.build import OCR_DIR
     from ..ocr.engine import extract_text
     from ..search.fold import fold
 
@@ -153,7 +154,7 @@ def _search_demo(repo, aips: list[dict], say) -> dict:
         return {}
     info = repo.show_aip(aips[0]["id"])
     doc = info["documents"][0]
-    ocr = repo.aip_dir(aips[0]["id"]) / "data/representations/ocr/data" / f"{doc['docCode']}.pdf"
+    ocr = repo.aip_dir(aips[0]["id"]) / "data" / OCR_DIR / f"{doc['docCode']}.pdf"
     metadata = fold(" ".join(str(v) for v in doc.values() if v) + " " + str(info["dossier"].get("title")))
     if ocr.is_file():
         text, source = extract_text(ocr), "OCR"

@@ -121,9 +121,12 @@ def ocr_options(deskew: bool = False) -> list[str]:
     return [*OPTIONS, "--deskew"] if deskew else list(OPTIONS)
 
 
-def extract_text(pdf: Path) -> str:
-    """The text layer as other tools see it: `pdftotext -enc UTF-8`, NFC."""
-    p = subprocess.run(["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, timeout=600)
+def extract_text(pdf: Path | bytes) -> str:
+    """The text layer as other tools see it: `pdftotext -enc UTF-8`, NFC. `pdf`: a file, or its bytes (read by
+    pdftotext from its standard input)."""
+    data = pdf if isinstance(pdf, bytes) else None
+    p = subprocess.run(["pdftotext", "-enc", "UTF-8", "-" if data is not None else str(pdf), "-"], input=data,
+                       capture_output=True, timeout=600)
     if p.returncode:
         raise RuntimeError(f"pdftotext failed ({p.returncode}): {_last_line(p.stderr)}")
     return unicodedata.normalize("NFC", p.stdout.decode("utf-8", "replace"))
@@ -228,10 +231,9 @@ def _run_one(job: OcrJob, jobs: int, fixed: list[str] | None, page_seconds: floa
         options = ocr_options(deskew=tilt is not None and tilt >= DESKEW_FROM)
     _clear_stale(dest)
     tmp = _temp_name(dest)
-    cmd = ["ocrmypdf", *options, "--jobs", str(max(1, min(jobs, pages)))]
-    if _needs_dpi(src):
-        cmd += ["--image-dpi", str(IMAGE_DPI)]
-    cmd += ["--", str(src), str(tmp)]
+    if _needs_dpi(src):  # part of what decides the result, so part of the options recorded
+        options = [*options, "--image-dpi", str(IMAGE_DPI)]
+    cmd = ["ocrmypdf", *options, "--jobs", str(max(1, min(jobs, pages))), "--", str(src), str(tmp)]
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     timeout = page_seconds * (pages + 1)  # one page's worth for start-up and the PDF/A conversion
     try:

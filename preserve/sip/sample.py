@@ -595,6 +595,23 @@ def parse_defects(text: str | Sequence[str]) -> list[str]:
 # --- the public API -------------------------------------------------------------------------------------
 
 
+def edit_csv(path: Path, sheet: str, edits: dict[int, dict[str, str]]) -> list[dict[str, str]]:
+    """Set fields (by profile key) of data rows (0 = the first) of a sample's csv sheet, whether its header uses
+    keys or labels, to shape a batch (an access mode, a secrecy); returns every data row by key afterwards."""
+    fields = load_profile().sheets[sheet].fields
+    with Path(path).open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    cols = {fl.key: next(i for i, h in enumerate(header) if h in (fl.key, fl.label)) for fl in fields
+            if any(h in (fl.key, fl.label) for h in header)}
+    for row, values in edits.items():
+        for key, value in values.items():
+            rows[row + 1][cols[key]] = value
+    with Path(path).open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return [{k: r[i] for k, i in cols.items()} for r in rows[1:]]
+
+
 def make_sample(out: Path, dossiers: int = 2, docs: int = 3, seed: int = 1, defects: Sequence[str] = (),
                 form: str = "xlsx", checksums: bool = True, pages: tuple[int, int] = (1, 3)) -> SampleInfo:
     """Write a sample scan batch to `out` (created; must not exist or be empty)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 
 from . import security
 
@@ -46,8 +46,6 @@ def list_aips(request: Request, user=Depends(api_user)) -> dict[str, Any]:
 @router.get("/aips/{aip_id}")
 def show_aip(request: Request, aip_id: str, user=Depends(api_user)) -> dict[str, Any]:
     """One AIP: dossier, documents, files with digests and formats, replicas, PREMIS events."""
-    security.require(request, "read", "audit")
-    repo = request.app.state.repo
-    if repo.find_aip(aip_id) is None:
-        raise HTTPException(status_code=404, detail=f"no AIP {aip_id}")
-    return repo.show_aip(aip_id)
+    from .browse import aip_or_404
+
+    return aip_or_404(request.app.state.repo, security.require(request, "read", "audit"), aip_id)

@@ -68,6 +68,9 @@ def create_app(root: Path | str, *, https_only: bool = False) -> FastAPI:
                   docs_url=None, openapi_url="/api/openapi.json", redoc_url=None)  # no CDN-hosted viewer: works offline
     app.state.repo = repo
     app.state.limiter = security.SignInLimiter()
+    from .jobs import Jobs
+
+    app.state.jobs = Jobs()  # background ingests, one registry for the process
     app.add_middleware(SessionMiddleware, secret_key=security.session_secret(repo.settings.keys_dir),
                        session_cookie=security.SESSION_COOKIE, max_age=security.SESSION_HOURS * 3600,
                        same_site="strict", https_only=https_only)

@@ -158,10 +158,13 @@ def search_page(request: Request, q: str = "", fonds: str = "", type: str = "", 
 
 
 # ------------------------------------------------------------------ AIP view
-def _aip_or_404(repo, aip_id: str) -> dict[str, Any]:
-    if repo.find_aip(aip_id) is None:
+def aip_or_404(repo, user, aip_id: str) -> dict[str, Any]:
+    """The AIP view, when the AIP exists and `user` may see its dossier under the access rules (404 otherwise,
+    as for a record that is not there): the pages and the API share this check."""
+    aip = repo.find_aip(aip_id)
+    if aip is None or not repo.aip_visible(aip_id, user=viewer(user)):
         raise HTTPException(status_code=404, detail=f"no AIP {aip_id}")
-    return repo.show_aip(aip_id)
+    return aip
 
 
 def audit_outcome(repo, aip_id: str) -> dict[str, Any]:
@@ -175,8 +178,8 @@ def audit_outcome(repo, aip_id: str) -> dict[str, Any]:
 
 
 def _aip_page(request: Request, aip_id: str, audit: dict[str, Any] | None = None):
-    security.require(request, "read", "audit")
-    aip = _aip_or_404(request.app.state.repo, aip_id)
+    user = security.require(request, "read", "audit")
+    aip = aip_or_404(request.app.state.repo, user, aip_id)
     for e in aip["events"]:
         e["when"] = i18n.vndate(e.get("datetime"), True)
     return render(request, "aip.html", aip=aip, audit=audit)
@@ -190,9 +193,9 @@ def aip_page(request: Request, aip_id: str):
 @router.post("/aips/{aip_id}/audit")
 def aip_audit(request: Request, aip_id: str, csrf: str = Form("")):
     security.require(request, "audit", "ingest")
-    security.require(request, "read", "audit")
+    user = security.require(request, "read", "audit")
     security.check_csrf(request, csrf)
     repo = request.app.state.repo
-    _aip_or_404(repo, aip_id)
+    aip_or_404(repo, user, aip_id)
     return _aip_page(request, aip_id, audit=audit_outcome(repo, aip_id))
 

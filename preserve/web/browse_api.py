@@ -75,6 +75,8 @@ def audit(request: Request, aip_id: str, user=CALLER) -> dict[str, Any]:
     """Re-read and verify every replica of one AIP now: {"ok", "replicas": [{tier, outcome, …}], "unreachable"}."""
     security.require(request, "audit", "ingest")
     repo = request.app.state.repo
+    # a fixity check reveals no record content: any AIP may be verified, as with `preserve audit --aip`;
+    # its view (dossier, documents, events) follows the access rules (aip_or_404)
     if repo.find_aip(aip_id) is None:
         raise HTTPException(status_code=404, detail=f"no AIP {aip_id}")
     return {"aip": aip_id, **audit_outcome(repo, aip_id)}

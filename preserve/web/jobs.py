@@ -11,43 +11,32 @@ from typing import Any, Callable
 
 @dataclass
 class Job:
+    """One piece of work and how far it has come; also the preserve.progress.Progress the work reports to."""
+
     key: str
     owner: str
     label: str = ""
     total: int | None = None
-    done: int = 0
+    count: int = 0
     state: str = "running"          # running | finished | failed
     result: Any = None
     error: str | None = None
     hint: str | None = None
     started: float = field(default_factory=time.time)
+    finished: float | None = None
 
     def start(self, label: str, total: int | None, unit: str = "items") -> None:
-        self.label, self.total, self.done = label, total, 0
+        self.label, self.total, self.count = label, total, 0
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
-
-
-
-class _ProgressOf:
-    """The Progress protocol over a Job (its `done` is the count)."""
-
-    def __init__(self, job: Job):
-        self.job = job
-
-    def start(self, label: str, total: int | None, unit: str = "items") -> None:
-        self.job.start(label, total, unit)
-
-    def advance(self, n: int = 1) -> None:
-        self.job.advance(n)
+        self.count += n
 
     def done(self) -> None:
         pass
 
 
 class Jobs:
-    """At most one job per key (an upload); finished jobs are kept for an hour so their page can show them."""
+    """At most one job per key (an upload); a job is kept an hour after it finishes, so its page can show it."""
 
     KEEP = 3600.0
 
@@ -71,16 +60,17 @@ class Jobs:
 
         def run() -> None:
             try:
-                job.result = work(_ProgressOf(job))
+                job.result = work(job)
                 job.state = "finished"
             except BaseException as e:  # noqa: BLE001 - shown on the job's page
                 job.error, job.hint = describe(e)
                 job.state = "failed"
+            job.finished = time.time()
 
         threading.Thread(target=run, name=f"job-{key}", daemon=True).start()
         return job
 
     def _forget_old(self) -> None:
         now = time.time()
-        for k in [k for k, j in self._jobs.items() if j.state != "running" and now - j.started > self.KEEP]:
+        for k in [k for k, j in self._jobs.items() if j.finished is not None and now - j.finished > self.KEEP]:
             del self._jobs[k]

@@ -12,7 +12,15 @@ router = APIRouter(include_in_schema=False)
 
 
 def _safe_next(target: str | None) -> str:
-    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+    """A path on this site, else "/": never another host ("//x", "/\\x" which browsers read as "//x", or a
+    scheme), never control characters."""
+    from urllib.parse import urlsplit
+
+    t = target or ""
+    if (not t.startswith("/") or t.startswith("//") or "\\" in t or any(ord(c) < 32 for c in t)
+            or urlsplit(t).netloc or urlsplit(t).scheme):
+        return "/"
+    return t
 
 
 @router.get("/login")

@@ -17,6 +17,7 @@ from ..errors import UsageError
 from . import i18n, security, users_text  # noqa: F401 - users_text adds the labels
 from .api import api_user
 from .app import lang_of, render
+from .work import message_of
 
 pages_router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api", tags=["api"])
@@ -38,10 +39,6 @@ def fonds_list(value: Any) -> list[str]:
         return []
     items = value if isinstance(value, (list, tuple)) else re.split(r"[,;]", str(value))
     return [str(c).strip() for c in items if str(c).strip()]
-
-
-def message_of(e: Exception) -> str:
-    return str(e.args[0]) if e.args else str(e)
 
 
 def existing(store, name: str) -> dict[str, Any]:

@@ -236,7 +236,7 @@ def download_path(repo, user, request_id: str):
         raise HTTPException(status_code=403, detail="forbidden")
     path = repo.latest_access_copy(req["id"]) if req["status"] == "approved" else None
     if path is None:
-        raise HTTPException(status_code=404, detail=f"no copy has been made for request {req['id']}")
+        raise HTTPException(status_code=404, detail=f"no copy has been made for request {req['id']}: make it from its page /access/{req['id']}")
     return path
 
 
@@ -251,8 +251,24 @@ def audits_data(repo) -> dict[str, Any]:
 
 
 # ---- ingest pages ----------------------------------------------------------------------------------------------
+def _sees_all_uploads(user) -> bool:
+    return user.may("manage-users")
+
+
+def _my_upload(request: Request, user, upload_id: str) -> str:
+    """An upload of this user's (an administrator may act on every one); 404 for anyone else's."""
+    try:
+        owner = repo_of(request).uploads().meta(upload_id).get("owner")
+    except UsageError:
+        raise HTTPException(status_code=404, detail=f"no upload {upload_id}") from None
+    if owner != user.name and not _sees_all_uploads(user):
+        raise HTTPException(status_code=404, detail=f"no upload {upload_id}")
+    return upload_id
+
+
 def _ingest_page(request: Request, status: int = 200, error: str | None = None, hint: str | None = None):
-    uploads = repo_of(request).uploads().list()
+    user = security.require(request, "ingest")
+    uploads = repo_of(request).uploads().list(owner=None if _sees_all_uploads(user) else user.name)
     return render(request, "ingest.html", status, uploads=uploads, error=error, hint=hint)
 
 
@@ -275,17 +291,8 @@ async def ingest_upload_page(request: Request):
 
 @router.get("/ingest/{upload_id}")
 def ingest_report_page(request: Request, upload_id: str):
-    security.require(request, "ingest")
+    _my_upload(request, security.require(request, "ingest"), upload_id)
     return render(request, "ingest_report.html", **upload_report(repo_of(request), upload_id))
-
-
-def _jobs(request: Request):
-    from .jobs import Jobs
-
-    app = request.app
-    if not hasattr(app.state, "jobs"):
-        app.state.jobs = Jobs()
-    return app.state.jobs
 
 
 @router.post("/ingest/{upload_id}/ingest")
@@ -294,8 +301,8 @@ def ingest_now_page(request: Request, upload_id: str, csrf: str = Form("")):
     user = security.require(request, "ingest")
     security.check_csrf(request, csrf)
     repo = repo_of(request)
-    repo.uploads().zip_path(upload_id)  # 404-like UsageError now, not in the background
-    _jobs(request).start(upload_id, user.name, lambda progress: ingest_upload(repo, upload_id, user, progress),
+    _my_upload(request, user, upload_id)  # 404 now, not in the background
+    request.app.state.jobs.start(upload_id, user.name, lambda progress: ingest_upload(repo, upload_id, user, progress),
                          lambda e: (message_of(e), getattr(e, "hint", None)))
     return RedirectResponse(f"/ingest/{upload_id}/progress", status_code=303)
 
@@ -303,8 +310,8 @@ def ingest_now_page(request: Request, upload_id: str, csrf: str = Form("")):
 @router.get("/ingest/{upload_id}/progress")
 def ingest_progress_page(request: Request, upload_id: str):
     user = security.require(request, "ingest")
-    job = _jobs(request).get(upload_id)
-    if job is None or (job.owner != user.name and not user.may("manage-users")):
+    job = request.app.state.jobs.get(upload_id)
+    if job is None or (job.owner != user.name and not _sees_all_uploads(user)):
         raise HTTPException(status_code=404, detail=f"no ingest of upload {upload_id}")
     if job.state == "finished":
         return render(request, "ingest_result.html", result=job.result)
@@ -315,8 +322,8 @@ def ingest_progress_page(request: Request, upload_id: str):
 
 @router.post("/ingest/{upload_id}/discard")
 def ingest_discard_page(request: Request, upload_id: str, csrf: str = Form("")):
-    security.require(request, "ingest")
     security.check_csrf(request, csrf)
+    _my_upload(request, security.require(request, "ingest"), upload_id)
     repo_of(request).uploads().remove(upload_id)
     return RedirectResponse("/ingest", status_code=303)
 

@@ -10,7 +10,6 @@ The batch: 3 dossiers × 2 documents, values set in its own hoso.csv / tailieu.c
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from preserve.repository import Repository
-from preserve.sip.profile import load_profile
-from preserve.sip.sample import make_sample
+from preserve.sip.sample import edit_csv, make_sample
 
 PASSWORD = "mat-khau-du-dai-1"
 ROLES = {"admin": "admin", "archivist": "archivist", "auditor": "auditor", "reader": "reader"}
@@ -30,27 +28,6 @@ DOSSIERS = [  # (mode, startDate, endDate, [(typeName, issuedDate), …])
     ("02", "03/2019", "12/2019", [("03", "05/04/2019"), ("03", "09/09/2019")]),
     ("03", "2021", "2021", [("01", "12/05/2021"), ("04", "20/10/2021")]),
 ]
-
-
-def _edit(path: Path, sheet: str, edits: dict[int, dict[str, str]]) -> list[dict[str, str]]:
-    """Set fields (by profile key) of data rows of a csv sheet, whether its header uses keys or labels; returns
-    the rows by key afterwards."""
-    fields = load_profile().sheets[sheet].fields
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    header = rows[0]
-
-    def col(key: str) -> int:
-        label = next(f.label for f in fields if f.key == key)
-        return next(i for i, h in enumerate(header) if h in (key, label))
-
-    for row, values in edits.items():
-        for key, value in values.items():
-            rows[row + 1][col(key)] = value
-    with path.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(rows)
-    keys = {f.key: col(f.key) for f in fields if any(h in (f.key, f.label) for h in header)}
-    return [{k: r[i] for k, i in keys.items()} for r in rows[1:]]
 
 
 @dataclass
@@ -69,9 +46,9 @@ def web_world(tmp_path_factory) -> WebWorld:
     tmp = tmp_path_factory.mktemp("web")
     lot = tmp / "lo"
     info = make_sample(lot, dossiers=len(DOSSIERS), docs=2, seed=8, form="csv", checksums=False, pages=(1, 1))
-    _edit(lot / "hoso.csv", "HoSo", {i: {"mode": m, "startDate": s, "endDate": e}
+    edit_csv(lot / "hoso.csv", "HoSo", {i: {"mode": m, "startDate": s, "endDate": e}
                                       for i, (m, s, e, _) in enumerate(DOSSIERS)})
-    doc_rows = _edit(lot / "tailieu.csv", "TaiLieu", {})
+    doc_rows = edit_csv(lot / "tailieu.csv", "TaiLieu", {})
     edits: dict[int, dict[str, str]] = {}
     docs: list[list[str]] = []
     for i, code in enumerate(info.file_codes):
@@ -80,7 +57,7 @@ def web_world(tmp_path_factory) -> WebWorld:
         for j, (type_code, issued) in zip(rows, DOSSIERS[i][3]):
             edits[j] = {"typeName": type_code, "issuedDate": issued, "mode": "", "secrecy": ""}
     edits[next(j for j, r in enumerate(doc_rows) if r["docCode"] == docs[0][0])]["subject"] = SUBJECT
-    _edit(lot / "tailieu.csv", "TaiLieu", edits)
+    edit_csv(lot / "tailieu.csv", "TaiLieu", edits)
 
     repo = Repository.init(tmp / "repo", "Lưu trữ lịch sử Tỉnh ủy (test)", offsite=False)
     result = repo.ingest(lot)

@@ -34,7 +34,8 @@ def test_the_sign_in_form_needs_its_csrf_token(client):
 
 
 def test_no_open_redirect_after_sign_in(client, csrf_of):
-    for target in ("//evil.example/", "https://evil.example/", "javascript:alert(1)"):
+    for target in ("//evil.example/", "https://evil.example/", "javascript:alert(1)", "/\\evil.example/",
+                   "/\tevil"):
         resp = _login(client, "reader", PASSWORD, csrf_of, target)
         assert resp.status_code == 303 and resp.headers["location"] == "/"
 

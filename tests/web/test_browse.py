@@ -280,3 +280,18 @@ def test_no_audit_button_for_roles_that_may_not(client, signed_in, web_world):
     # tested by the refusal above; here: the page itself is refused to a reader and offered to an admin
     signed_in(client, "admin")
     assert 'id="audit-now"' in client.get(f"/aips/{web_world.aips[web_world.dossiers[0]]}").text
+
+
+def test_the_aip_view_follows_the_access_rules(client, signed_in, web_world):
+    """A role that may read AIPs still sees only the dossiers its access rules allow: an archivist without a
+    grant for the fonds gets 404 for the secret dossier's AIP (page and API), an administrator sees it. Its fixity
+    can still be checked (no content is shown)."""
+    secret = web_world.aips[web_world.dossiers[2]]
+    open_ = web_world.aips[web_world.dossiers[0]]
+    signed_in(client, "archivist")
+    assert client.get(f"/aips/{open_}").status_code == 200
+    assert client.get(f"/aips/{secret}").status_code == 404
+    assert client.get(f"/api/aips/{secret}").status_code == 404
+    assert client.get(f"/api/aips/{secret}", headers=bearer(web_world, "admin")).status_code == 200
+    signed_in(client, "admin")
+    assert client.get(f"/aips/{secret}").status_code == 200

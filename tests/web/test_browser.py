@@ -9,7 +9,6 @@ committed files), otherwise into a temporary folder; either way the test checks 
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import re
@@ -34,8 +33,7 @@ from preserve.access.rules import LEVEL_TEXT
 from preserve.findings import Finding
 from preserve.repository import Repository
 from preserve.search.fold import fold
-from preserve.sip.profile import load_profile
-from preserve.sip.sample import make_sample, zip_sample
+from preserve.sip.sample import edit_csv, make_sample, zip_sample
 
 os.environ.setdefault("PRESERVE_OCR", "off")
 
@@ -52,19 +50,6 @@ TIMEOUT_MS = 20_000
 
 
 # --- the site: a repository, a real server, a browser ------------------------------------------------------
-def _set(path: Path, sheet: str, row: int, **values: str) -> None:
-    """Set fields (by profile key) of one data row of a csv sheet, whether its header uses keys or labels."""
-    fields = {f.key: f for f in load_profile().sheets[sheet].fields}
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    header = rows[0]
-    for key, value in values.items():
-        col = next(i for i, h in enumerate(header) if h in (key, fields[key].label))
-        rows[row + 1][col] = value
-    with path.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(rows)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,8 +65,8 @@ def site(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("web")
     secret = make_sample(tmp / "lo-mat", dossiers=1, docs=1, seed=23, form="csv", checksums=False, pages=(1, 1))
-    _set(tmp / "lo-mat" / "hoso.csv", "HoSo", 0, mode="01")
-    _set(tmp / "lo-mat" / "tailieu.csv", "TaiLieu", 0, mode="", secrecy="Mật")
+    edit_csv(tmp / "lo-mat" / "hoso.csv", "HoSo", {0: {"mode": "01"}})
+    edit_csv(tmp / "lo-mat" / "tailieu.csv", "TaiLieu", {0: {"mode": "", "secrecy": "Mật"}})
     repo = Repository.init(tmp / "repo", "Lưu trữ lịch sử Tỉnh ủy (test)", offsite=False)
     try:
         result = repo.ingest(tmp / "lo-mat")
@@ -93,10 +78,10 @@ def site(tmp_path_factory):
         repo.close()
 
     batch = make_sample(tmp / "lo-tai-len", dossiers=2, docs=2, seed=5, pages=(1, 1), form="csv")
-    _set(tmp / "lo-tai-len" / "hoso.csv", "HoSo", 0, mode="02")
-    _set(tmp / "lo-tai-len" / "hoso.csv", "HoSo", 1, mode="01")
+    edit_csv(tmp / "lo-tai-len" / "hoso.csv", "HoSo", {0: {"mode": "02"}})
+    edit_csv(tmp / "lo-tai-len" / "hoso.csv", "HoSo", {1: {"mode": "01"}})
     for i in range(len(batch.doc_codes)):
-        _set(tmp / "lo-tai-len" / "tailieu.csv", "TaiLieu", i, mode="", secrecy="")
+        edit_csv(tmp / "lo-tai-len" / "tailieu.csv", "TaiLieu", {i: {"mode": "", "secrecy": ""}})
     if (tmp / "lo-tai-len" / "checksums.sha256").exists():  # the csv changed: make the checksums agree again
         import hashlib
 

@@ -152,6 +152,27 @@ def test_duplicate_batch_shows_findings(as_user, world, batch_zip):
     assert r.status_code == 303 and _uploads(world) == []
 
 
+def test_an_upload_is_its_uploaders(as_user, world, batch_zip):
+    """Another archivist can neither see, open, ingest nor discard someone's upload; an administrator can."""
+    world.repo.users().add("archivist2", "archivist", password=PASSWORD)
+    path, _codes = batch_zip
+    owner = as_user("archivist")
+    r = owner.post("/ingest/upload", data={"csrf": _csrf(owner, "/ingest")},
+                   files={"batch": ("cua-toi.zip", path.read_bytes(), "application/zip")})
+    upload_id = r.headers["location"].rsplit("/", 1)[1]
+    other = as_user("archivist2")
+    csrf = _csrf(other, "/ingest")
+    assert upload_id not in other.get("/ingest").text
+    assert other.get(f"/ingest/{upload_id}").status_code == 404
+    assert other.post(f"/ingest/{upload_id}/ingest", data={"csrf": csrf}).status_code == 404
+    assert other.post(f"/ingest/{upload_id}/discard", data={"csrf": csrf}).status_code == 404
+    assert [p.name for p in _uploads(world)] == [f"sip-upload-{upload_id}"]
+    admin = as_user("admin")
+    assert upload_id in admin.get("/ingest").text and admin.get(f"/ingest/{upload_id}").status_code == 200
+    assert owner.post(f"/ingest/{upload_id}/discard", data={"csrf": _csrf(owner, "/ingest")}).status_code == 303
+    assert _uploads(world) == []
+
+
 def test_bad_upload_is_refused_and_nothing_stored(as_user, world):
     c = as_user("archivist")
     before = len(world.repo.list_aips())
